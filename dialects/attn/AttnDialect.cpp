@@ -1,0 +1,153 @@
+//===- AttnDialect.cpp - the attn dialect ----------------------------------===//
+//
+// This file implements the dialect class and the verification of the
+// annotations (attn.sparse, attn.quant, attn.lowrank): where each may appear
+// and what it requires of the tensor or Einsum it annotates.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attn/Dialect.h"
+
+using namespace mlir;
+using namespace mlir::attn;
+
+#include "dialects/attn/AttnDialect.cpp.inc"
+
+void AttnDialect::initialize() {
+  registerTypes();
+  registerAttributes();
+  addOperations<
+#define GET_OP_LIST
+#include "dialects/attn/AttnOps.cpp.inc"
+      >();
+}
+
+static bool isMetadataKind(SparseKind k) {
+  switch (k) {
+  case SparseKind::SegmentIds: case SparseKind::CuSeqlens:
+  case SparseKind::SeqLens: case SparseKind::BlockOffsets:
+  case SparseKind::BlockIndices: case SparseKind::BlockTable:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// Annotations on attn.einsum.
+LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
+                                                    NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  auto einsum = dyn_cast<EinsumOp>(op);
+  if (!einsum)
+    return op->emitError() << "'" << name
+                           << "' applies to attn.einsum operations and "
+                              "attn.cascade arguments only";
+  if (name == kSparseAttrName) {
+    auto sparse = dyn_cast<SparseAttr>(attr.getValue());
+    if (!sparse)
+      return op->emitError() << "'" << name << "' must be an #attn.sparse attribute";
+    SparseKind k = sparse.getKind();
+    if (isMetadataKind(k))
+      return op->emitError() << "sparsity '" << stringifySparseKind(k)
+                             << "' describes runtime metadata and annotates an "
+                                "integer cascade argument, not an Einsum";
+    if (k == SparseKind::TopK && !einsum.getPopulate())
+      return op->emitError() << "sparsity 'topk' needs a populate action "
+                                "(topk(k, rank)) on this Einsum";
+    if (k != SparseKind::TopK && !einsum.getCond())
+      return op->emitError() << "sparsity '" << stringifySparseKind(k)
+                             << "' describes a mask, but this Einsum has no "
+                                "condition ('if (...)')";
+    return success();
+  }
+  if (name == kQuantAttrName) {
+    auto quant = dyn_cast<QuantAttr>(attr.getValue());
+    if (!quant)
+      return op->emitError() << "'" << name << "' must be an #attn.quant attribute";
+    if (einsum.getReducer() != Reducer::Sum)
+      return op->emitError() << "'attn.quant' on an Einsum sets the accumulator "
+                                "of a sum reduction, and this Einsum has none";
+    if (!quant.getAcc())
+      return op->emitError() << "'attn.quant' on an Einsum must give the "
+                                "accumulator type (acc = ...)";
+    if (quant.getStorage())
+      return op->emitError() << "'attn.quant' storage types annotate cascade "
+                                "arguments, not Einsums";
+    return success();
+  }
+  if (name == kLowRankAttrName) {
+    auto lowRank = dyn_cast<LowRankAttr>(attr.getValue());
+    if (!lowRank)
+      return op->emitError() << "'" << name
+                             << "' must be an #attn.lowrank attribute";
+    StringRef rank = lowRank.getRank().getValue();
+    if (lowRank.getKind() != LowRankKind::FeatureMap &&
+        !llvm::is_contained(einsum.getReduced().getAsValueRange<StringAttr>(),
+                            rank))
+      return op->emitError() << "low-rank '"
+                             << stringifyLowRankKind(lowRank.getKind())
+                             << "' annotation names factor rank '" << rank
+                             << "', which this Einsum does not reduce";
+    return success();
+  }
+  return op->emitError() << "unknown attn annotation '" << name << "'";
+}
+
+/// Annotations on attn.cascade arguments (checked by CascadeOp::verify).
+LogicalResult AttnDialect::verifyRegionArgAttribute(Operation *op, unsigned,
+                                                    unsigned argIndex,
+                                                    NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  auto cascade = cast<CascadeOp>(op);
+  auto type = cast<NamedTensorType>(cascade.getFunctionType().getInput(argIndex));
+  auto argName = cast<StringAttr>(cascade.getArgNames()[argIndex]).getValue();
+  auto error = [&]() {
+    return op->emitError() << "argument '" << argName << "': ";
+  };
+  if (name == kSparseAttrName) {
+    auto sparse = dyn_cast<SparseAttr>(attr.getValue());
+    if (!sparse)
+      return error() << "'" << name << "' must be an #attn.sparse attribute";
+    if (!isMetadataKind(sparse.getKind()))
+      return error() << "sparsity '" << stringifySparseKind(sparse.getKind())
+                     << "' describes an Einsum (a mask or a populate action), "
+                        "not a cascade argument";
+    if (!isa<IntegerType>(type.getElementType()) ||
+        type.getElementType().getIntOrFloatBitWidth() < 8)
+      return error() << "runtime metadata '"
+                     << stringifySparseKind(sparse.getKind())
+                     << "' must be an integer tensor (i8, i32 or i64), not "
+                     << type.getElementType();
+    return success();
+  }
+  if (name == kQuantAttrName) {
+    auto quant = dyn_cast<QuantAttr>(attr.getValue());
+    if (!quant)
+      return error() << "'" << name << "' must be an #attn.quant attribute";
+    if (quant.getStorage() && quant.getStorage() != type.getElementType())
+      return error() << "quantized storage type " << quant.getStorage()
+                     << " differs from the argument's element type "
+                     << type.getElementType();
+    if (quant.getAcc())
+      return error() << "the accumulator type (acc) belongs on the Einsum "
+                        "that reduces, not on an argument";
+    bool needsRank = quant.getGranularity() == Granularity::Block ||
+                     quant.getSmooth();
+    StringAttr along = quant.getAlong();
+    if (needsRank && !along)
+      return error() << "block scales and smoothing need the rank they run "
+                        "along (along = \"p\")";
+    if (along && type.getDimOf(along.getValue()) < 0)
+      return error() << "quantization runs along rank '" << along.getValue()
+                     << "', which the argument does not have";
+    if (quant.getGranularity() == Granularity::Block && quant.getBlockSize() <= 0)
+      return error() << "block granularity needs a positive block_size";
+    if (quant.getGranularity() != Granularity::Block && quant.getBlockSize() != 0)
+      return error() << "block_size is only meaningful with block granularity";
+    return success();
+  }
+  if (name == kLowRankAttrName)
+    return error() << "'attn.lowrank' annotates the Einsum that contracts the "
+                      "factor rank, not an argument";
+  return error() << "unknown attn annotation '" << name << "'";
+}
