@@ -1,0 +1,16 @@
+// Top-k attention: each query keeps its 8 largest scores (and any tied with
+// the 8th); the others are set to -inf by the populate action before the
+// softmax. Data-dependent sparsity: no 1-pass derivation exists (the kept set
+// depends on all scores of the row).
+attn.cascade @topk ranks(b, h, m, p, e = 64, f = 64)
+    (%q: !attn.t<[b, h, m, e], f32>, %k: !attn.t<[b, h, p, e], f32>, %v: !attn.t<[b, h, p, f], f32>)
+    -> (o: !attn.t<[b, h, m, f], f32>, lse: !attn.t<[b, h, m], f32>) {
+  %s = attn.einsum [b, h, m, p] = %q[b, h, m, e] * %k[b, h, p, e] * 0.125 sum(e) : f32
+  %qk = attn.einsum [b, h, m, p] = %s[b, h, m, p] topk(8, p) {attn.sparse = #attn.sparse<topk>} : f32
+  %gm = attn.einsum [b, h, m] = %qk[b, h, m, p] max(p) : f32
+  %sn = attn.einsum [b, h, m, p] = exp(%qk[b, h, m, p] - %gm[b, h, m]) : f32
+  %sd = attn.einsum [b, h, m] = %sn[b, h, m, p] sum(p) : f32
+  %o = attn.einsum [b, h, m, f] = %sn[b, h, m, p] * %v[b, h, p, f] / %sd[b, h, m] sum(p) : f32
+  %lse = attn.einsum [b, h, m] = %gm[b, h, m] + log(%sd[b, h, m]) : f32
+  attn.yield %o, %lse : !attn.t<[b, h, m, f], f32>, !attn.t<[b, h, m], f32>
+}
