@@ -15,37 +15,75 @@ def AttnAnalyzePass : Pass<"attn-analyze", "::mlir::ModuleOp"> {
   let summary = "Report pass counts, FLOPs, bytes and buffer sizes of cascades";
   let description = [{
     Emits remarks on every `attn.cascade` (and, with `per-einsum`, on every
-    Einsum):
+    Einsum). The analyses are a C++ library (`include/attn/Analysis.h`:
+    `PassAnalysis`, `CostAnalysis`, `Poly`) that other passes reuse.
 
-    * **passes(r)** for every reduced rank r, in FuseMax's sense (arXiv
+    * **passes(r)** for every reduced rank r (a rank some Einsum reduces, or
+      iterates along with an output index `r + 1`), in FuseMax's sense (arXiv
       2406.10491, Sec. III): a *pass* is one traversal of a fiber of r, and
-      an Einsum that iterates r must start a new pass when it reads, in full,
-      the result of a reduction over r (or the final state of an iteration
-      along r). The plain softmax cascade is 3-pass over the key rank, the
-      cascade with deferred division 2-pass, FlashAttention's 1-pass.
-      Reads of a running state at the current step (`RM[m, p1]`,
-      `RM[m, p1 + 1]` in an Einsum iterating p1) are prefix reads and do not
-      end a pass. For a partitioned rank `p -> p1, p0` the count is over the
-      outer rank p1 and is reported as passes(p).
+      an Einsum that iterates r must start a new pass when it depends *in
+      full* on a reduction over r. An *r-reduction* is an Einsum with r in
+      `reduced` or iterative along r. For every Einsum E iterating r,
+      `level(E) = 1 + max level(R)` over the r-reductions R that E depends on
+      in full, transitively through any Einsums (1 without any), and
+      `passes(r)` is the largest level; the Einsums of level k form pass k.
+      Reading an iterative Einsum's result at index `r` or `r + 1` from an
+      Einsum that iterates r is a prefix read (the running state up to the
+      current step, `RM[m, p1]`, `RM[m, p1 + 1]`) and does not count, though
+      what the iterative Einsum depends on in full still propagates; a read
+      at `|r|` (the final state) or any other index is a full read. For a
+      partitioned rank `p -> p1, p0` the count is over the outer rank p1 and
+      is reported as passes(p); reductions over p0 alone stay within a tile.
+      The plain softmax cascade is 3-pass over the key rank, the cascade
+      with deferred division 2-pass, FlashAttention's 1-pass. Each pass lists
+      its Einsums by name and, from pass 2 on, the tensors indexed by the
+      rank that it re-reads (produced or read by an earlier pass).
     * **flops**: for each Einsum, points of its iteration space times the
-      arithmetic nodes of its map action, plus one combine per point for a
-      reduction; transcendental functions (exp, log, tanh, ...) are counted
-      separately. Given as a polynomial in the rank sizes; Einsums with a
-      condition are counted exactly when the sizes of the ranks the
-      condition uses are static, and otherwise bounded by the dense count.
-    * **bytes**: bytes read (arguments) and written (results) by a fused
-      kernel, and the traffic of an unfused evaluation (every Einsum reads
-      its operands and writes its result).
-    * **buffer**: the largest intermediate tensor and the peak of live
-      intermediates in program order; a running state along an iterative
-      rank counts one step.
+      nodes of its map action (add, sub, mul, div, neg, max, min, floordiv,
+      mod, select, pow, abs, round, floor, cast, and comparisons inside a
+      select: 1 each), plus one combine per point for a reduction. The
+      transcendental functions exp, exp2, log, log2, tanh, sigmoid and sqrt
+      are counted separately (`special`). Loads, rank values, constants,
+      the index arithmetic of loads, the condition and top-k are free.
+      Counts are polynomials in the rank sizes: a dynamic rank is a variable
+      named like the rank, the inner rank of a partition has its tile size,
+      the outer rank is its own variable unless |p| is static, and a
+      relation `h = 4 * g` expresses g as h/4. An Einsum iterating both
+      ranks of a partition of p counts |p| points for the pair (the ragged
+      remainder `p1 * T + p0 >= |p|` is excluded). The conjuncts of a
+      condition that do not load from tensors are counted exactly by
+      enumerating the ranks they use when those sizes are static and there
+      are at most 1e8 combinations; a condition that loads from tensors
+      (runtime data) or has dynamic sizes gives an upper bound (`<= ...`).
+    * **bytes**: `fused` = the arguments and results of the cascade (one
+      kernel reading its inputs and writing its outputs once); `unfused` =
+      the sum over Einsums of their operands and result. Element sizes: f64
+      and i64 8, f32 and i32 4, f16 and bf16 2, f8 and i8 1, i4 0.5, i1 1/8.
+      The result of an Einsum iterative along r has |r| + 1 entries along r.
+    * **buffer**: the largest intermediate (an Einsum result that is not
+      yielded) and the peak total of intermediates live at one Einsum in
+      program order (from definition to last use). A running state along r
+      holds one step (r dropped); when passes(p) = 1 for a partition
+      `p -> p1, p0`, a tensor indexed by p1 holds one tile (p1 dropped).
+      Sizes are compared with every dynamic size set to 4096.
 
     Example: `attn-opt --attn-analyze examples/mha.mlir` prints
-    `passes(p) = 3 ...`.
+
+    ```
+    remark: passes(p) = 3; pass 1: qk, gm; pass 2: sn, sd (re-reads qk); pass 3: o (re-reads sn)
+    remark: passes(e) = 1; pass 1: qk
+    remark: flops = 387*b*h*m*p + b*h*m; special = b*h*m*p + b*h*m
+    remark: bytes: fused = 516*b*h*m + 512*b*h*p; unfused = 24*b*h*m*p + 540*b*h*m + 512*b*h*p
+    remark: buffer: largest = qk, 4*b*h*m*p bytes; peak = 8*b*h*m*p + 4*b*h*m bytes at sn (live: qk, gm, sn)
+    ```
+
+    and with `per-einsum` also, for instance,
+    `remark: einsum qk: level(p) = 1, level(e) = 1; points = 64*b*h*m*p;
+    flops = 192*b*h*m*p (3 per point)`.
   }];
   let options = [
     Option<"perEinsum", "per-einsum", "bool", /*default=*/"false",
-           "Also emit one remark per Einsum (its level and FLOPs)">
+           "Also emit one remark per Einsum (its levels, points and FLOPs)">
   ];
 }
 
