@@ -42,6 +42,10 @@ LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
     return op->emitError() << "'" << name
                            << "' applies to attn.einsum operations and "
                               "attn.cascade arguments only";
+  // Dialect attributes are verified before the operation itself: make sure
+  // its own attributes are well-formed before reading them.
+  if (failed(einsum.verifyInvariantsImpl()))
+    return failure();
   if (name == kSparseAttrName) {
     auto sparse = dyn_cast<SparseAttr>(attr.getValue());
     if (!sparse)
@@ -73,6 +77,16 @@ LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
     if (quant.getStorage())
       return op->emitError() << "'attn.quant' storage types annotate cascade "
                                 "arguments, not Einsums";
+    if (!isSupportedElementType(quant.getAcc()))
+      return op->emitError() << "'attn.quant' accumulator type "
+                             << quant.getAcc()
+                             << " is not an attn element type";
+    if (quant.getGranularity() != Granularity::Tensor ||
+        quant.getBlockSize() != 0 || quant.getAlong() || quant.getSmooth())
+      return op->emitError() << "'attn.quant' on an Einsum gives only the "
+                                "accumulator type; scale granularity, "
+                                "block_size, along and smooth annotate "
+                                "cascade arguments";
     return success();
   }
   if (name == kLowRankAttrName) {
@@ -98,8 +112,19 @@ LogicalResult AttnDialect::verifyRegionArgAttribute(Operation *op, unsigned,
                                                     unsigned argIndex,
                                                     NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
-  auto cascade = cast<CascadeOp>(op);
-  auto type = cast<NamedTensorType>(cascade.getFunctionType().getInput(argIndex));
+  // Also called for the arguments of other function-like operations.
+  auto cascade = dyn_cast<CascadeOp>(op);
+  if (!cascade)
+    return op->emitError() << "'" << name
+                           << "' applies to attn.einsum operations and "
+                              "attn.cascade arguments only, not to arguments "
+                              "of '"
+                           << op->getName() << "'";
+  auto type = dyn_cast<NamedTensorType>(
+      cascade.getFunctionType().getInput(argIndex));
+  if (!type)
+    return op->emitError() << "'" << name
+                           << "' annotates !attn.t arguments only";
   auto argName = cast<StringAttr>(cascade.getArgNames()[argIndex]).getValue();
   auto error = [&]() {
     return op->emitError() << "argument '" << argName << "': ";

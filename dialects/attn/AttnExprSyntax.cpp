@@ -10,6 +10,8 @@
 #include "dialects/attn/ExprSyntax.h"
 
 #include "mlir/IR/AffineExpr.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/StringSwitch.h"
 
 #include <cmath>
@@ -57,6 +59,11 @@ std::optional<FunctionInfo> lookupFunction(StringRef name) {
       .Case("cast", FunctionInfo{ExprKind::Cast, 1})
       .Default(std::nullopt);
 }
+
+/// The functions of lookupFunction, for diagnostics.
+constexpr const char *kFunctionNames =
+    "exp, exp2, log, log2, tanh, sigmoid, sqrt, abs, round, floor, pow, max, "
+    "min, select, not, lt, le, gt, ge, eq, ne, cast";
 
 /// Infix spelling of binary operators; empty for functions.
 StringRef infixSpelling(ExprKind k) {
@@ -260,6 +267,11 @@ void printImpl(raw_ostream &os, ExprAttr e, const PrintNames &names,
 // Parsing
 //===----------------------------------------------------------------------===//
 
+/// The deepest expression the parser accepts. The parser, the printer, the
+/// verifier and the passes walk expression trees recursively; the limit keeps
+/// them far from the end of the stack on any input.
+constexpr unsigned kMaxDepth = 256;
+
 class ExprParser {
 public:
   ExprParser(AsmParser &p, ParseNames &names)
@@ -268,6 +280,15 @@ public:
   ParseResult parseLevel(int level, ExprAttr &result);
 
 private:
+  /// Fails with a located error if `e` is deeper than kMaxDepth.
+  ParseResult checkDepth(ExprAttr e, SMLoc loc);
+  unsigned depthOf(ExprAttr e);
+  unsigned depthOf(AffineExpr e);
+  ParseResult emitTooDeep(SMLoc loc) {
+    return p.emitError(loc) << "expression nests more than " << kMaxDepth
+                            << " levels deep";
+  }
+
   ParseResult parseUnary(ExprAttr &result);
   ParseResult parsePrimary(ExprAttr &result);
   ParseResult parseRank(StringRef name, SMLoc loc, unsigned &pos);
@@ -276,15 +297,56 @@ private:
                         ExprAttr &result);
   /// Builds `a <k> b`, folding affine operands into one index node.
   FailureOr<ExprAttr> combine(ExprKind k, ExprAttr a, ExprAttr b, SMLoc loc);
-  std::optional<ExprKind> parseInfixOp(int level);
+  ParseResult parseInfixOp(int level, std::optional<ExprKind> &op);
+  std::optional<ExprKind> parseInfixOpKind(int level);
 
   AsmParser &p;
   ParseNames &names;
   MLIRContext *ctx;
+  /// Current recursion depth of parseUnary (parentheses, calls, loads, signs).
+  unsigned nesting = 0;
+  /// Depths of the trees built so far.
+  llvm::DenseMap<Attribute, unsigned> exprDepths;
+  llvm::DenseMap<AffineExpr, unsigned> affineDepths;
 };
+
+unsigned ExprParser::depthOf(AffineExpr e) {
+  auto it = affineDepths.find(e);
+  if (it != affineDepths.end())
+    return it->second;
+  unsigned d = 1;
+  if (auto bin = dyn_cast<AffineBinaryOpExpr>(e))
+    d = 1 + std::max(depthOf(bin.getLHS()), depthOf(bin.getRHS()));
+  affineDepths[e] = d;
+  return d;
+}
+
+unsigned ExprParser::depthOf(ExprAttr e) {
+  auto it = exprDepths.find(e);
+  if (it != exprDepths.end())
+    return it->second;
+  unsigned d = e.getKind() == ExprKind::Index && e.getIndex()
+                   ? depthOf(e.getIndex())
+                   : 1;
+  for (ExprAttr a : e.getArgs())
+    d = std::max(d, 1 + depthOf(a));
+  exprDepths[e] = d;
+  return d;
+}
+
+ParseResult ExprParser::checkDepth(ExprAttr e, SMLoc loc) {
+  if (depthOf(e) > kMaxDepth)
+    return emitTooDeep(loc);
+  return success();
+}
 
 FailureOr<ExprAttr> ExprParser::combine(ExprKind k, ExprAttr a, ExprAttr b,
                                         SMLoc loc) {
+  if ((k == ExprKind::FloorDiv || k == ExprKind::Mod) &&
+      b.getKind() == ExprKind::Index)
+    if (auto c = dyn_cast<AffineConstantExpr>(b.getIndex());
+        c && c.getValue() == 0)
+      return p.emitError(loc) << "'" << stringifyExprKind(k) << "' by zero";
   if (a.getKind() == ExprKind::Index && b.getKind() == ExprKind::Index) {
     AffineExpr x = a.getIndex(), y = b.getIndex();
     switch (k) {
@@ -312,7 +374,19 @@ FailureOr<ExprAttr> ExprParser::combine(ExprKind k, ExprAttr a, ExprAttr b,
   return ExprAttr::getOp(ctx, k, {a, b});
 }
 
-std::optional<ExprKind> ExprParser::parseInfixOp(int level) {
+ParseResult ExprParser::parseInfixOp(int level, std::optional<ExprKind> &op) {
+  op = parseInfixOpKind(level);
+  if (op != ExprKind::Eq)
+    return success();
+  // A lone '=' never follows an expression: the first '=' must start '=='.
+  SMLoc loc = p.getCurrentLocation();
+  if (failed(p.parseOptionalEqual()))
+    return p.emitError(loc) << "expected '==' (a single '=' is not an "
+                               "operator)";
+  return success();
+}
+
+std::optional<ExprKind> ExprParser::parseInfixOpKind(int level) {
   switch (level) {
   case kOr:
     if (succeeded(p.parseOptionalKeyword("or"))) return ExprKind::Or;
@@ -330,12 +404,9 @@ std::optional<ExprKind> ExprParser::parseInfixOp(int level) {
       if (succeeded(p.parseOptionalEqual())) return ExprKind::Ge;
       return ExprKind::Gt;
     }
-    if (succeeded(p.parseOptionalEqual())) {
-      // A lone '=' never follows an expression; read it as the first half of
-      // '=='.
-      (void)p.parseEqual();
-      return ExprKind::Eq;
-    }
+    if (succeeded(p.parseOptionalEqual()))
+      return ExprKind::Eq; // the first half of '=='; see parseInfixOp
+
     return std::nullopt;
   case kAdd:
     if (succeeded(p.parseOptionalPlus())) return ExprKind::Add;
@@ -371,16 +442,20 @@ ParseResult ExprParser::parseLevel(int level, ExprAttr &result) {
         return p.emitError(loc) << "'ceildiv' needs an affine left operand "
                                    "and a positive integer divisor";
       result = ExprAttr::getIndex(result.getIndex().ceilDiv(c));
+      if (failed(checkDepth(result, loc)))
+        return failure();
       continue;
     }
-    std::optional<ExprKind> op = parseInfixOp(level);
+    std::optional<ExprKind> op;
+    if (failed(parseInfixOp(level, op)))
+      return failure();
     if (!op)
       return success();
     ExprAttr rhs;
     if (failed(parseLevel(level + 1, rhs)))
       return failure();
     FailureOr<ExprAttr> combined = combine(*op, result, rhs, loc);
-    if (failed(combined))
+    if (failed(combined) || failed(checkDepth(*combined, loc)))
       return failure();
     result = *combined;
     // Comparisons do not chain.
@@ -390,6 +465,12 @@ ParseResult ExprParser::parseLevel(int level, ExprAttr &result) {
 }
 
 ParseResult ExprParser::parseUnary(ExprAttr &result) {
+  // Every level of parentheses, call, load and sign recurses through here.
+  SMLoc loc = p.getCurrentLocation();
+  if (nesting >= kMaxDepth)
+    return emitTooDeep(loc);
+  ++nesting;
+  llvm::scope_exit restore([&] { --nesting; });
   if (succeeded(p.parseOptionalMinus())) {
     ExprAttr operand;
     if (failed(parseUnary(operand)))
@@ -400,9 +481,11 @@ ParseResult ExprParser::parseUnary(ExprAttr &result) {
       result = ExprAttr::getConst(ctx, -operand.getConstValue());
     else
       result = ExprAttr::getOp(ctx, ExprKind::Neg, {operand});
-    return success();
+    return checkDepth(result, loc);
   }
-  return parsePrimary(result);
+  if (failed(parsePrimary(result)))
+    return failure();
+  return checkDepth(result, loc);
 }
 
 ParseResult ExprParser::parseRank(StringRef name, SMLoc loc, unsigned &pos) {
@@ -446,11 +529,12 @@ ParseResult ExprParser::parseCall(StringRef name, FunctionInfo fn, SMLoc loc,
   if (fn.kind == ExprKind::Cast) {
     ExprAttr arg;
     Type type;
-    if (failed(parseLevel(kOr, arg)) || p.parseColon() || p.parseType(type) ||
-        p.parseRParen())
+    if (failed(parseLevel(kOr, arg)) || p.parseColon() ||
+        syntax::parseElementType(p, type) || p.parseRParen())
       return failure();
     if (!isSupportedElementType(type))
-      return p.emitError(loc) << "cannot cast to " << type;
+      return p.emitError(loc) << "cannot cast to " << type << " (expected "
+                              << kElementTypeNames << ")";
     result = ExprAttr::getCast(arg, type);
     return success();
   }
@@ -510,6 +594,11 @@ ParseResult ExprParser::parsePrimary(ExprAttr &result) {
       if (kw.starts_with("in") && !kw.drop_front(2).getAsInteger(10, n))
         return parseLoadIndices(n, result);
     }
+    // A name followed by '(' is a call; a rank is never followed by '('.
+    if (succeeded(p.parseOptionalLParen()))
+      return p.emitError(loc) << "unknown function '" << kw
+                              << "' (expected one of " << kFunctionNames
+                              << ")";
     unsigned pos;
     if (failed(parseRank(kw, loc, pos)))
       return failure();
@@ -536,11 +625,18 @@ ParseResult ExprParser::parsePrimary(ExprAttr &result) {
         getAffineConstantExpr(intValue.getSExtValue(), ctx));
     return success();
   }
-  double value;
-  if (p.parseFloat(value))
+  // A floating-point literal. parseFloat would report its own, less helpful
+  // error when there is none; the attribute parser reports nothing then.
+  Attribute literal;
+  OptionalParseResult fr =
+      p.parseOptionalAttribute(literal, Float64Type::get(ctx));
+  if (fr.has_value() && failed(*fr))
+    return failure();
+  auto value = dyn_cast_if_present<FloatAttr>(literal);
+  if (!value)
     return p.emitError(loc) << "expected an expression: an operand element, a "
                                "rank, a number or a function call";
-  result = ExprAttr::getConst(ctx, value);
+  result = ExprAttr::getConst(ctx, value.getValueAsDouble());
   return success();
 }
 
@@ -565,4 +661,17 @@ bool syntax::isReservedName(StringRef name) {
          llvm::is_contained({"inf", "nan", "and", "or", "floordiv", "mod",
                              "ceildiv", "if", "else", "init", "topk", "sum", "self"},
                             name);
+}
+
+ParseResult syntax::parseElementType(AsmParser &p, Type &type) {
+  SMLoc loc = p.getCurrentLocation();
+  OptionalParseResult r = p.parseOptionalType(type);
+  if (r.has_value())
+    return *r;
+  StringRef name;
+  if (succeeded(p.parseOptionalKeyword(&name)))
+    return p.emitError(loc) << "unknown element type '" << name
+                            << "' (expected " << kElementTypeNames << ")";
+  return p.emitError(loc) << "expected an element type (" << kElementTypeNames
+                          << ")";
 }

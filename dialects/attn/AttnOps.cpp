@@ -14,6 +14,7 @@
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace mlir::attn;
@@ -109,21 +110,36 @@ ParseResult CascadeOp::parse(OpAsmParser &parser, OperationState &result) {
                              result.attributes))
     return failure();
 
+  // A rank name being declared.
+  auto parseRankName = [&](StringRef &name) -> ParseResult {
+    SMLoc loc = parser.getCurrentLocation();
+    if (parser.parseKeyword(&name))
+      return failure();
+    if (syntax::isReservedName(name))
+      return parser.emitError(loc)
+             << "'" << name << "' is reserved and cannot name a rank";
+    return success();
+  };
+
   // ranks(name [= size], ...)
   SmallVector<Attribute> ranks;
   if (parser.parseKeyword("ranks") ||
       parser.parseCommaSeparatedList(OpAsmParser::Delimiter::Paren, [&]() -> ParseResult {
         StringRef name;
         int64_t size = ShapedType::kDynamic;
-        SMLoc loc = parser.getCurrentLocation();
-        if (parser.parseKeyword(&name))
+        if (parseRankName(name))
           return failure();
-        if (syntax::isReservedName(name))
-          return parser.emitError(loc)
-                 << "'" << name << "' is reserved and cannot name a rank";
         if (succeeded(parser.parseOptionalEqual()) &&
-            failed(parser.parseOptionalQuestion()) && parser.parseInteger(size))
-          return failure();
+            failed(parser.parseOptionalQuestion())) {
+          SMLoc sizeLoc = parser.getCurrentLocation();
+          if (parser.parseInteger(size))
+            return failure();
+          // kDynamic is INT64_MIN: do not let it read as '?'.
+          if (ShapedType::isDynamic(size))
+            return parser.emitError(sizeLoc) << "rank '" << name
+                                             << "' has non-positive size "
+                                             << size;
+        }
         ranks.push_back(RankAttr::get(ctx, b.getStringAttr(name), size));
         return success();
       }))
@@ -136,9 +152,9 @@ ParseResult CascadeOp::parse(OpAsmParser &parser, OperationState &result) {
     StringRef whole, outer, inner;
     int64_t tile;
     if (parser.parseLParen() || parser.parseKeyword(&whole) ||
-        parser.parseArrow() || parser.parseKeyword(&outer) ||
-        parser.parseComma() || parser.parseKeyword(&inner) ||
-        parser.parseEqual() || parser.parseInteger(tile))
+        parser.parseArrow() || parseRankName(outer) || parser.parseComma() ||
+        parseRankName(inner) || parser.parseEqual() ||
+        parser.parseInteger(tile))
       return failure();
     bool ragged = succeeded(parser.parseOptionalKeyword("ragged"));
     if (parser.parseRParen())
@@ -272,8 +288,19 @@ void CascadeOp::print(OpAsmPrinter &p) {
 LogicalResult CascadeOp::verify() {
   // Ranks: unique names, positive or dynamic sizes.
   llvm::StringMap<int64_t> sizes;
+  auto checkName = [&](StringRef name) -> LogicalResult {
+    if (!isIdentifier(name))
+      return emitOpError() << "rank name '" << name
+                           << "' is not an identifier";
+    if (syntax::isReservedName(name))
+      return emitOpError() << "'" << name
+                           << "' is reserved and cannot name a rank";
+    return success();
+  };
   for (auto r : getRanks().getAsRange<RankAttr>()) {
     StringRef name = r.getName().getValue();
+    if (failed(checkName(name)))
+      return failure();
     if (!sizes.try_emplace(name, r.getSize()).second)
       return emitOpError() << "rank '" << name << "' is declared twice";
     if (!ShapedType::isDynamic(r.getSize()) && r.getSize() <= 0)
@@ -288,6 +315,9 @@ LogicalResult CascadeOp::verify() {
     if (part.getTile() <= 0)
       return emitOpError() << "partition of '" << whole
                            << "' has non-positive tile size " << part.getTile();
+    for (StringAttr sub : {part.getOuter(), part.getInner()})
+      if (failed(checkName(sub.getValue())))
+        return failure();
     for (StringAttr sub : {part.getOuter(), part.getInner()})
       if (!sizes.try_emplace(sub.getValue(), 0).second)
         return emitOpError() << "partition of '" << whole << "' declares rank '"
@@ -307,10 +337,16 @@ LogicalResult CascadeOp::verify() {
     if (rel.getFactor() <= 0)
       return emitOpError() << "relation factor must be positive, got "
                            << rel.getFactor();
+    if (rel.getLhs() == rel.getRhs())
+      return emitOpError() << "relation " << rel.getLhs().getValue() << " = "
+                           << rel.getFactor() << " * " << rel.getRhs().getValue()
+                           << " relates rank '" << rel.getLhs().getValue()
+                           << "' to itself";
     int64_t l = *getRankSize(rel.getLhs().getValue());
     int64_t r = *getRankSize(rel.getRhs().getValue());
+    int64_t product;
     if (!ShapedType::isDynamic(l) && !ShapedType::isDynamic(r) &&
-        l != rel.getFactor() * r)
+        (llvm::MulOverflow(rel.getFactor(), r, product) || l != product))
       return emitOpError() << "relation " << rel.getLhs().getValue() << " = "
                            << rel.getFactor() << " * " << rel.getRhs().getValue()
                            << " contradicts the sizes " << l << " and " << r;
@@ -369,6 +405,11 @@ LogicalResult CascadeOp::verifyRegions() {
   FunctionType fnType = getFunctionType();
   if (block.getArgumentTypes() != fnType.getInputs())
     return emitOpError() << "body arguments do not match the signature";
+  for (Operation &op : block)
+    if (!isa<EinsumOp, YieldOp>(op))
+      return op.emitOpError() << "cannot appear in an attn.cascade, whose body "
+                                 "holds attn.einsum operations and an "
+                                 "attn.yield";
   auto yield = dyn_cast<YieldOp>(block.getTerminator());
   if (!yield)
     return emitOpError() << "body must end with attn.yield";
@@ -473,6 +514,11 @@ ParseResult EinsumOp::parse(OpAsmParser &parser, OperationState &result) {
       if (it != parseScopes.back().end())
         type = it->second;
     }
+    if (!type && parseScopes.empty())
+      return parser.emitError(operand.location)
+             << "the type of '%" << name << "' is unknown: attn.einsum reads "
+                "the arguments of an enclosing attn.cascade in custom form "
+                "and the Einsums before it";
     if (!type)
       return parser.emitError(operand.location)
              << "use of undefined value '%" << name
@@ -569,8 +615,14 @@ ParseResult EinsumOp::parse(OpAsmParser &parser, OperationState &result) {
   }
 
   Type elementType;
-  if (parser.parseOptionalAttrDict(result.attributes) || parser.parseColon() ||
-      parser.parseType(elementType))
+  if (parser.parseOptionalAttrDict(result.attributes))
+    return failure();
+  SMLoc colonLoc = parser.getCurrentLocation();
+  if (failed(parser.parseOptionalColon()))
+    return parser.emitError(colonLoc)
+           << "expected ':' and the element type, or an operator, a reduction "
+              "(sum/max/min), topk, if, else, init or attributes";
+  if (syntax::parseElementType(parser, elementType))
     return failure();
 
   // Output ranks: each index is a rank r or r + 1.
@@ -585,7 +637,11 @@ ParseResult EinsumOp::parse(OpAsmParser &parser, OperationState &result) {
     if (!d)
       return parser.emitError(outLoc)
              << "output indices are ranks (or 'r + 1' for an iterative rank)";
-    outRanks.push_back(b.getStringAttr(space[d.getPosition()]));
+    StringAttr rank = b.getStringAttr(space[d.getPosition()]);
+    if (llvm::is_contained(outRanks, rank))
+      return parser.emitError(outLoc)
+             << "rank '" << rank.getValue() << "' appears twice in the output";
+    outRanks.push_back(rank);
   }
 
   // Without a written reducer, ranks absent from the output are summed.
@@ -698,6 +754,27 @@ public:
     return cast<StringAttr>(op.getSpace()[pos]).getValue();
   }
 
+  /// "operand #1 (%k)", or "its own result" for input -1.
+  std::string describe(int64_t input) {
+    if (input < 0)
+      return "its own result";
+    std::string text = "operand #" + std::to_string(input);
+    Value v = op.getInputs()[input];
+    StringRef name;
+    if (auto arg = dyn_cast<BlockArgument>(v)) {
+      if (arg.getOwner()->getParentOp() == cascade.getOperation() &&
+          arg.getArgNumber() < cascade.getArgNames().size())
+        name = cast<StringAttr>(cascade.getArgNames()[arg.getArgNumber()])
+                   .getValue();
+    } else if (auto def = v.getDefiningOp<EinsumOp>()) {
+      if (def.getName())
+        name = *def.getName();
+    }
+    if (!name.empty())
+      text += " (%" + name.str() + ")";
+    return text;
+  }
+
   NamedTensorType typeOf(int64_t input) {
     return input < 0 ? op.getResultType()
                      : cast<NamedTensorType>(op.getInputs()[input].getType());
@@ -727,16 +804,18 @@ public:
   }
 
   LogicalResult checkAffine(AffineExpr e) {
+    std::optional<unsigned> outside;
     WalkResult r = e.walk([&](AffineExpr sub) {
       if (auto d = dyn_cast<AffineDimExpr>(sub); d && d.getPosition() >= n)
-        return WalkResult::interrupt();
+        outside = d.getPosition();
       if (auto s = dyn_cast<AffineSymbolExpr>(sub); s && s.getPosition() >= n)
-        return WalkResult::interrupt();
-      return WalkResult::advance();
+        outside = s.getPosition();
+      return outside ? WalkResult::interrupt() : WalkResult::advance();
     });
     if (r.wasInterrupted())
-      return op.emitOpError() << "index expression refers to a rank outside "
-                                 "its space";
+      return op.emitOpError() << "index expression refers to rank d"
+                              << *outside << ", but the space has " << n
+                              << " rank" << (n == 1 ? "" : "s");
     return success();
   }
 
@@ -745,14 +824,14 @@ public:
     int64_t numInputs = op.getInputs().size();
     if (input >= numInputs || input < -1)
       return op.emitOpError() << "loads from operand #" << input << " but has "
-                              << numInputs << " operands";
+                              << numInputs << " operand"
+                              << (numInputs == 1 ? "" : "s");
     if (input < 0 && iterative.empty())
       return op.emitOpError() << "reads its own result, which only an Einsum "
                                  "iterative along a rank ('r + 1' in the "
                                  "output) may do";
     NamedTensorType type = typeOf(input);
-    std::string what = input < 0 ? std::string("its own result")
-                                 : "operand #" + std::to_string(input);
+    std::string what = describe(input);
     if (e.getArgs().size() != type.getNumDims())
       return op.emitOpError() << "indexes " << what << " with "
                               << e.getArgs().size() << " indices, but it has "
@@ -789,7 +868,8 @@ public:
         if (ShapedType::isDynamic(usedSize) || ShapedType::isDynamic(dimSize))
           diag << "a size not known to be equal";
         else
-          diag << "a different size (" << usedSize << " vs " << dimSize << ")";
+          diag << "a different size (|" << used << "| = " << usedSize << ", |"
+               << dimRank << "| = " << dimSize << ")";
         diag << "; index it with an expression of '" << used
              << "' (e.g. '" << used << " floordiv 4') or use '" << dimRank
              << "'";

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attn/Dialect.h"
+#include "dialects/attn/ExprSyntax.h"
 
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/StringSet.h"
@@ -49,8 +50,7 @@ LogicalResult NamedTensorType::verify(function_ref<InFlightDiagnostic()> emitErr
                          << "' appears twice in a tensor type";
   if (!isSupportedElementType(elementType))
     return emitError() << "unsupported element type " << elementType
-                       << " (expected f64, f32, f16, bf16, f8E4M3FN, f8E5M2, "
-                          "i64, i32, i8, i4 or i1)";
+                       << " (expected " << syntax::kElementTypeNames << ")";
   return success();
 }
 
@@ -67,14 +67,15 @@ Type NamedTensorType::parse(AsmParser &parser) {
   Type elementType;
   SMLoc loc = parser.getCurrentLocation();
   if (parser.parseLess() ||
-      parser.parseCommaSeparatedList(AsmParser::Delimiter::Square, [&] {
+      parser.parseCommaSeparatedList(AsmParser::Delimiter::Square, [&]() -> ParseResult {
         StringRef name;
-        if (parser.parseKeyword(&name))
-          return failure();
+        SMLoc nameLoc = parser.getCurrentLocation();
+        if (failed(parser.parseOptionalKeyword(&name)))
+          return parser.emitError(nameLoc, "expected a rank name");
         ranks.push_back(StringAttr::get(parser.getContext(), name));
         return success();
       }) ||
-      parser.parseComma() || parser.parseType(elementType) ||
+      parser.parseComma() || syntax::parseElementType(parser, elementType) ||
       parser.parseGreater())
     return {};
   return getChecked([&] { return parser.emitError(loc); },

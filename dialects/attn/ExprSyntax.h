@@ -50,6 +50,14 @@ ParseResult parseExpr(AsmParser &p, ParseNames &names, ExprAttr &result);
 /// True if `name` is reserved (a function or keyword of the syntax).
 bool isReservedName(llvm::StringRef name);
 
+/// The element types of attn tensors, for diagnostics.
+inline constexpr const char *kElementTypeNames =
+    "f64, f32, f16, bf16, f8E4M3FN, f8E5M2, i64, i32, i8, i4 or i1";
+
+/// Parses an element type, with a clear error for an unknown type name.
+/// Whether the type is supported is checked by the caller.
+ParseResult parseElementType(AsmParser &p, Type &type);
+
 } // namespace mlir::attn::syntax
 
 #endif // ATTN_DIALECTS_ATTN_EXPRSYNTAX_H
