@@ -1,5 +1,6 @@
 # lit configuration of the attn test suite.
 import os
+import sys
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -12,6 +13,8 @@ config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.attn_obj_root, "test")
 
 config.substitutions.append(("%attn_src", config.attn_src_root))
+# The Python that runs lit, for helper scripts (test/dialect/mutate.py).
+config.substitutions.append(("%python", sys.executable))
 llvm_config.use_default_substitutions()
 
 # FileCheck, not and count come from the LLVM 22 tools; our tools from build/bin.
