@@ -406,7 +406,6 @@ std::optional<ExprKind> ExprParser::parseInfixOpKind(int level) {
     }
     if (succeeded(p.parseOptionalEqual()))
       return ExprKind::Eq; // the first half of '=='; see parseInfixOp
-
     return std::nullopt;
   case kAdd:
     if (succeeded(p.parseOptionalPlus())) return ExprKind::Add;
@@ -626,7 +625,11 @@ ParseResult ExprParser::parsePrimary(ExprAttr &result) {
     return success();
   }
   // A floating-point literal. parseFloat would report its own, less helpful
-  // error when there is none; the attribute parser reports nothing then.
+  // error when there is none; the attribute parser reports nothing then. Keep
+  // '[' and '{' from starting an array or a dictionary.
+  if (succeeded(p.parseOptionalLSquare()) || succeeded(p.parseOptionalLBrace()))
+    return p.emitError(loc) << "expected an expression: an operand element, a "
+                               "rank, a number or a function call";
   Attribute literal;
   OptionalParseResult fr =
       p.parseOptionalAttribute(literal, Float64Type::get(ctx));

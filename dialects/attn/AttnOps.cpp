@@ -54,6 +54,14 @@ FailureOr<double> constantValue(ExprAttr e) {
   return failure();
 }
 
+/// Parses a name (a bare identifier), with an error that says what it names.
+ParseResult parseName(OpAsmParser &parser, StringRef &name, StringRef what) {
+  SMLoc loc = parser.getCurrentLocation();
+  if (failed(parser.parseOptionalKeyword(&name)))
+    return parser.emitError(loc) << "expected " << what;
+  return success();
+}
+
 bool isIdentifier(StringRef s) {
   if (s.empty() || !(isalpha(s[0]) || s[0] == '_'))
     return false;
@@ -113,7 +121,7 @@ ParseResult CascadeOp::parse(OpAsmParser &parser, OperationState &result) {
   // A rank name being declared.
   auto parseRankName = [&](StringRef &name) -> ParseResult {
     SMLoc loc = parser.getCurrentLocation();
-    if (parser.parseKeyword(&name))
+    if (parseName(parser, name, "a rank name"))
       return failure();
     if (syntax::isReservedName(name))
       return parser.emitError(loc)
@@ -151,7 +159,7 @@ ParseResult CascadeOp::parse(OpAsmParser &parser, OperationState &result) {
   while (succeeded(parser.parseOptionalKeyword("partition"))) {
     StringRef whole, outer, inner;
     int64_t tile;
-    if (parser.parseLParen() || parser.parseKeyword(&whole) ||
+    if (parser.parseLParen() || parseName(parser, whole, "a rank name") ||
         parser.parseArrow() || parseRankName(outer) || parser.parseComma() ||
         parseRankName(inner) || parser.parseEqual() ||
         parser.parseInteger(tile))
@@ -173,9 +181,9 @@ ParseResult CascadeOp::parse(OpAsmParser &parser, OperationState &result) {
     if (parser.parseCommaSeparatedList(OpAsmParser::Delimiter::Paren, [&] {
           StringRef lhs, rhs;
           int64_t factor;
-          if (parser.parseKeyword(&lhs) || parser.parseEqual() ||
+          if (parseName(parser, lhs, "a rank name") || parser.parseEqual() ||
               parser.parseInteger(factor) || parser.parseStar() ||
-              parser.parseKeyword(&rhs))
+              parseName(parser, rhs, "a rank name"))
             return failure();
           relations.push_back(RelationAttr::get(ctx, b.getStringAttr(lhs),
                                                 factor, b.getStringAttr(rhs)));
@@ -206,11 +214,17 @@ ParseResult CascadeOp::parse(OpAsmParser &parser, OperationState &result) {
   SmallVector<Type> resultTypes;
   SmallVector<Attribute> resultNames;
   if (parser.parseArrow() ||
-      parser.parseCommaSeparatedList(OpAsmParser::Delimiter::Paren, [&] {
+      parser.parseCommaSeparatedList(OpAsmParser::Delimiter::Paren, [&]() -> ParseResult {
         StringRef name;
         Type type;
-        if (parser.parseKeyword(&name) || parser.parseColon() ||
-            parser.parseType(type))
+        if (parseName(parser, name, "a result name") || parser.parseColon())
+          return failure();
+        SMLoc typeLoc = parser.getCurrentLocation();
+        OptionalParseResult r = parser.parseOptionalType(type);
+        if (!r.has_value())
+          return parser.emitError(typeLoc)
+                 << "expected the type of result '" << name << "'";
+        if (failed(*r))
           return failure();
         resultNames.push_back(b.getStringAttr(name));
         resultTypes.push_back(type);
@@ -561,7 +575,7 @@ ParseResult EinsumOp::parse(OpAsmParser &parser, OperationState &result) {
     reducer = *symbolizeReducer(reducerName);
     if (parser.parseCommaSeparatedList(OpAsmParser::Delimiter::Paren, [&] {
           StringRef r;
-          if (parser.parseKeyword(&r))
+          if (parseName(parser, r, "a rank name"))
             return failure();
           reduced.push_back(b.getStringAttr(r));
           return success();
@@ -574,7 +588,7 @@ ParseResult EinsumOp::parse(OpAsmParser &parser, OperationState &result) {
     int64_t k;
     StringRef rank;
     if (parser.parseLParen() || parser.parseInteger(k) || parser.parseComma() ||
-        parser.parseKeyword(&rank) || parser.parseRParen())
+        parseName(parser, rank, "a rank name") || parser.parseRParen())
       return failure();
     result.addAttribute(getPopulateAttrName(result.name),
                         TopKAttr::get(ctx, k, b.getStringAttr(rank)));

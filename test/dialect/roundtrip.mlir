@@ -72,3 +72,24 @@ attn.cascade @all ranks(b, g, h, m, p = 1000, l = 16, e = 64, f = 64, r, x = ?)
 // GENERIC: init = 0.000000e+00 : f64
 // GENERIC: expr = #attn.expr<(cast(in0[0, 0, in1[d0, d1] * 64 + d2 mod 64, d2] : bf16))>
 // GENERIC: expr = #attn.expr<(-in0[d0] + d0 ceildiv 2 - d0 mod 3 + (d0 - 1) floordiv 2 - |d0| * 2)>
+
+// A cascade with no ranks, arguments or results is well-formed (and useless).
+attn.cascade @empty ranks() () -> () {
+  attn.yield
+}
+
+// CHECK-LABEL: attn.cascade @empty ranks()
+// CHECK-NEXT: ()
+// CHECK-NEXT: -> () {
+// CHECK-NEXT: attn.yield
+// CHECK-NEXT: }
+
+// Division and remainder by a rank size are not affine: they stay expression
+// nodes (an AffineExpr divides by constants only).
+attn.cascade @semi ranks(m, p) (%x: !attn.t<[m, p], i32>) -> (o: !attn.t<[m, p], i32>) {
+  %o = attn.einsum [m, p] = %x[m, p] * (m floordiv |p|) + p mod |m| + m * p : i32
+  attn.yield %o : !attn.t<[m, p], i32>
+}
+
+// CHECK-LABEL: attn.cascade @semi ranks(m, p)
+// CHECK: %o = attn.einsum [m, p] = %x[m, p] * (m floordiv |p|) + p mod |m| + m * p : i32
