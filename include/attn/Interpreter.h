@@ -67,6 +67,13 @@ std::vector<int64_t> shapeOf(NamedTensorType type,
 InterpretResult interpret(CascadeOp cascade, llvm::ArrayRef<Tensor> inputs,
                           const InterpretOptions &options = {});
 
+/// The value of an expression node of kind `k` (neither load, index nor
+/// constant) on its evaluated arguments: the one definition of the
+/// dialect's scalar semantics (IEEE 754; max/min propagate NaN; predicates
+/// give 1 or 0). `castType` is the target of a Cast node.
+double applyScalarOp(ExprKind k, llvm::ArrayRef<double> args,
+                     Type castType = {});
+
 /// Rounds `v` to the nearest value of element type `t` (round to nearest
 /// even; integers saturate; i1 is v != 0).
 double roundToType(double v, Type t);

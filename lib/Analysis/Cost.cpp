@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attn/Analysis.h"
+#include "attn/Interpreter.h"
 
 #include "mlir/IR/AffineExpr.h"
 #include "llvm/ADT/STLExtras.h"
@@ -74,6 +75,8 @@ private:
     int64_t value;   // An affine constant, or the dimension position.
     double constant; // A floating-point constant.
     unsigned args[3];
+    unsigned numArgs;
+    Type castType;
   };
 
   unsigned add(Node n) {
@@ -82,7 +85,7 @@ private:
   }
 
   unsigned compileAffine(AffineExpr e) {
-    Node n{true, e.getKind(), ExprKind::Index, 0, 0.0, {0, 0, 0}};
+    Node n{true, e.getKind(), ExprKind::Index, 0, 0.0, {0, 0, 0}, 0, Type()};
     if (auto c = dyn_cast<AffineConstantExpr>(e)) {
       n.value = c.getValue();
     } else if (auto d = dyn_cast<AffineDimExpr>(e)) {
@@ -99,7 +102,8 @@ private:
   }
 
   unsigned compile(ExprAttr e) {
-    Node n{false, AffineExprKind::Constant, e.getKind(), 0, 0.0, {0, 0, 0}};
+    Node n{false, AffineExprKind::Constant, e.getKind(), 0, 0.0, {0, 0, 0},
+           (unsigned)std::min<size_t>(e.getArgs().size(), 3), e.getCastType()};
     if (e.getKind() == ExprKind::Index)
       n.args[0] = compileAffine(e.getIndex());
     else if (e.getKind() == ExprKind::Const)
@@ -144,42 +148,14 @@ private:
     case ExprKind::Index: return (double)affine(n.args[0], dims);
     case ExprKind::Const: return n.constant;
     case ExprKind::Load: return 0.0; // Not reached: loads are not enumerated.
-    case ExprKind::Add: return arg(0) + arg(1);
-    case ExprKind::Sub: return arg(0) - arg(1);
-    case ExprKind::Mul: return arg(0) * arg(1);
-    case ExprKind::Div: return arg(0) / arg(1);
-    case ExprKind::Neg: return -arg(0);
-    case ExprKind::Max: return std::max(arg(0), arg(1));
-    case ExprKind::Min: return std::min(arg(0), arg(1));
-    case ExprKind::FloorDiv: return std::floor(arg(0) / arg(1));
-    case ExprKind::Mod: {
-      double a = arg(0), b = arg(1);
-      return a - b * std::floor(a / b);
+    default: {
+      double values[3] = {0, 0, 0};
+      for (unsigned k = 0; k < n.numArgs; ++k)
+        values[k] = arg(k);
+      return applyScalarOp(n.kind, ArrayRef<double>(values, n.numArgs),
+                           n.castType);
     }
-    case ExprKind::Exp: return std::exp(arg(0));
-    case ExprKind::Exp2: return std::exp2(arg(0));
-    case ExprKind::Log: return std::log(arg(0));
-    case ExprKind::Log2: return std::log2(arg(0));
-    case ExprKind::Tanh: return std::tanh(arg(0));
-    case ExprKind::Sigmoid: return 1.0 / (1.0 + std::exp(-arg(0)));
-    case ExprKind::Sqrt: return std::sqrt(arg(0));
-    case ExprKind::Abs: return std::fabs(arg(0));
-    case ExprKind::Round: return std::nearbyint(arg(0));
-    case ExprKind::Floor: return std::floor(arg(0));
-    case ExprKind::Pow: return std::pow(arg(0), arg(1));
-    case ExprKind::Cast: return arg(0);
-    case ExprKind::Select: return arg(0) != 0.0 ? arg(1) : arg(2);
-    case ExprKind::Lt: return arg(0) < arg(1);
-    case ExprKind::Le: return arg(0) <= arg(1);
-    case ExprKind::Gt: return arg(0) > arg(1);
-    case ExprKind::Ge: return arg(0) >= arg(1);
-    case ExprKind::Eq: return arg(0) == arg(1);
-    case ExprKind::Ne: return arg(0) != arg(1);
-    case ExprKind::And: return arg(0) != 0.0 && arg(1) != 0.0;
-    case ExprKind::Or: return arg(0) != 0.0 || arg(1) != 0.0;
-    case ExprKind::Not: return arg(0) == 0.0;
     }
-    return 0.0;
   }
 
   ArrayRef<int64_t> syms;

@@ -174,6 +174,54 @@ std::string attn::resolveRankSizes(CascadeOp cascade,
   return "";
 }
 
+/// NaN-propagating maximum and minimum (IEEE 754-2019 maximum/minimum).
+static double nanMax(double a, double b) {
+  return (std::isnan(a) || std::isnan(b)) ? NAN : std::max(a, b);
+}
+static double nanMin(double a, double b) {
+  return (std::isnan(a) || std::isnan(b)) ? NAN : std::min(a, b);
+}
+
+double attn::applyScalarOp(ExprKind k, ArrayRef<double> x, Type castType) {
+  auto arg = [&](unsigned i) { return i < x.size() ? x[i] : 0.0; };
+  switch (k) {
+  case ExprKind::Add: return arg(0) + arg(1);
+  case ExprKind::Sub: return arg(0) - arg(1);
+  case ExprKind::Mul: return arg(0) * arg(1);
+  case ExprKind::Div: return arg(0) / arg(1);
+  case ExprKind::Neg: return -arg(0);
+  case ExprKind::Max: return nanMax(arg(0), arg(1));
+  case ExprKind::Min: return nanMin(arg(0), arg(1));
+  case ExprKind::FloorDiv: return std::floor(arg(0) / arg(1));
+  case ExprKind::Mod: return arg(0) - arg(1) * std::floor(arg(0) / arg(1));
+  case ExprKind::Exp: return std::exp(arg(0));
+  case ExprKind::Exp2: return std::exp2(arg(0));
+  case ExprKind::Log: return std::log(arg(0));
+  case ExprKind::Log2: return std::log2(arg(0));
+  case ExprKind::Tanh: return std::tanh(arg(0));
+  case ExprKind::Sigmoid: return 1.0 / (1.0 + std::exp(-arg(0)));
+  case ExprKind::Sqrt: return std::sqrt(arg(0));
+  case ExprKind::Abs: return std::fabs(arg(0));
+  case ExprKind::Round: return std::nearbyint(arg(0));
+  case ExprKind::Floor: return std::floor(arg(0));
+  case ExprKind::Pow: return std::pow(arg(0), arg(1));
+  case ExprKind::Cast: return castType ? roundToType(arg(0), castType) : arg(0);
+  case ExprKind::Select: return arg(0) != 0 ? arg(1) : arg(2);
+  case ExprKind::Lt: return arg(0) < arg(1);
+  case ExprKind::Le: return arg(0) <= arg(1);
+  case ExprKind::Gt: return arg(0) > arg(1);
+  case ExprKind::Ge: return arg(0) >= arg(1);
+  case ExprKind::Eq: return arg(0) == arg(1);
+  case ExprKind::Ne: return arg(0) != arg(1);
+  case ExprKind::And: return arg(0) != 0 && arg(1) != 0;
+  case ExprKind::Or: return arg(0) != 0 || arg(1) != 0;
+  case ExprKind::Not: return arg(0) == 0;
+  case ExprKind::Load: case ExprKind::Index: case ExprKind::Const:
+    break;
+  }
+  return NAN;
+}
+
 //===----------------------------------------------------------------------===//
 // Evaluation of one Einsum
 //===----------------------------------------------------------------------===//
@@ -209,13 +257,6 @@ int64_t evalAffine(AffineExpr e, ArrayRef<int64_t> dims, ArrayRef<int64_t> syms)
   }
 }
 
-/// NaN-propagating maximum and minimum (IEEE 754-2019 maximum/minimum).
-double nanMax(double a, double b) {
-  return (std::isnan(a) || std::isnan(b)) ? NAN : std::max(a, b);
-}
-double nanMin(double a, double b) {
-  return (std::isnan(a) || std::isnan(b)) ? NAN : std::min(a, b);
-}
 
 /// A tensor being read: its data and row-major strides.
 struct View {
@@ -274,42 +315,17 @@ public:
       return (double)evalAffine(e.getIndex(), dims, syms);
     case ExprKind::Const:
       return e.getConstValue();
-    case ExprKind::Add: return arg(0) + arg(1);
-    case ExprKind::Sub: return arg(0) - arg(1);
-    case ExprKind::Mul: return arg(0) * arg(1);
-    case ExprKind::Div: return arg(0) / arg(1);
-    case ExprKind::Neg: return -arg(0);
-    case ExprKind::Max: return nanMax(arg(0), arg(1));
-    case ExprKind::Min: return nanMin(arg(0), arg(1));
-    case ExprKind::FloorDiv: return std::floor(arg(0) / arg(1));
-    case ExprKind::Mod: {
-      double x = arg(0), y = arg(1);
-      return x - y * std::floor(x / y);
+    case ExprKind::Select:
+      // Lazy, so that a guarded gather is never evaluated out of range.
+      return arg(0) != 0 ? arg(1) : arg(2);
+    default: {
+      double values[3] = {0, 0, 0};
+      for (unsigned i = 0; i < a.size() && i < 3; ++i)
+        values[i] = arg(i);
+      return applyScalarOp(e.getKind(), ArrayRef<double>(values, a.size()),
+                           e.getCastType());
     }
-    case ExprKind::Exp: return std::exp(arg(0));
-    case ExprKind::Exp2: return std::exp2(arg(0));
-    case ExprKind::Log: return std::log(arg(0));
-    case ExprKind::Log2: return std::log2(arg(0));
-    case ExprKind::Tanh: return std::tanh(arg(0));
-    case ExprKind::Sigmoid: return 1.0 / (1.0 + std::exp(-arg(0)));
-    case ExprKind::Sqrt: return std::sqrt(arg(0));
-    case ExprKind::Abs: return std::fabs(arg(0));
-    case ExprKind::Round: return std::nearbyint(arg(0));
-    case ExprKind::Floor: return std::floor(arg(0));
-    case ExprKind::Pow: return std::pow(arg(0), arg(1));
-    case ExprKind::Cast: return roundToType(arg(0), e.getCastType());
-    case ExprKind::Select: return arg(0) != 0 ? arg(1) : arg(2);
-    case ExprKind::Lt: return arg(0) < arg(1);
-    case ExprKind::Le: return arg(0) <= arg(1);
-    case ExprKind::Gt: return arg(0) > arg(1);
-    case ExprKind::Ge: return arg(0) >= arg(1);
-    case ExprKind::Eq: return arg(0) == arg(1);
-    case ExprKind::Ne: return arg(0) != arg(1);
-    case ExprKind::And: return arg(0) != 0 && arg(1) != 0;
-    case ExprKind::Or: return arg(0) != 0 || arg(1) != 0;
-    case ExprKind::Not: return arg(0) == 0;
     }
-    return NAN;
   }
 
   /// Runs the Einsum; returns an error message or "".
