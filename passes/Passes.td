@@ -87,4 +87,52 @@ def AttnAnalyzePass : Pass<"attn-analyze", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnDeriveOnlinePass : Pass<"attn-derive-online", "::mlir::ModuleOp"> {
+  let summary = "Derive the online (1-pass or 2-pass) form of a cascade over the key rank";
+  let description = [{
+    Rewrites every cascade whose reductions over a rank p are read in full
+    by later computations over p (the 3-pass shape of softmax) into a
+    cascade that reads p once: p is partitioned into tiles
+    (`p -> p1, p0 = tile`, ragged unless |p| is a static multiple), every
+    reduction over p becomes a local reduction over a tile (`l_x`) and a
+    running value along the iterative rank p1 (`r_x`), and every running
+    sum whose terms carry exp(-max) is rescaled by a correction
+    `c_max = exp(r_max[p1] - ref_max[p1])` when the max grows. The reference
+    `ref_max = (r_max == -inf ? 0 : r_max)` keeps fully masked tiles and rows
+    free of NaN. Readers outside the loop read the final values
+    (`x = r_x[|p1|]`). Before that, factors and conditions of a sum over p
+    that do not depend on p but on another reduction over p move out of the
+    sum (`o = sum_p sn * v / sd` becomes `o_num = sum_p sn * v`,
+    `o = o_num / sd`).
+
+    The rewrite is generic, not a softmax pattern: any score modification
+    (scale, bias, ALiBi, softcap, masks), any number of outputs, several
+    value operands, exp and exp2. A term must factor into a part free of the
+    reductions and exponentials of a running max (or min) with the stable
+    sign, exp(a * (s - max)) with a > 0 where s is what the max reduces
+    (docs/derivation.md states the rule and the checks). When a check
+    fails, the cascade is left unchanged and a remark at the offending
+    Einsum says why (a top-k along p, a factor such as tanh(s - max) that
+    mixes the tile with the max, a p-indexed output that needs the final
+    max, ...). A cascade that is already 1-pass (sigmoid or linear
+    attention, or one that was derived) gets a remark and no change.
+
+    After the rewrite the pass re-runs the pass analysis and reports the
+    certificate, e.g. `derived the 1-pass form over p (tiles of 64):
+    passes(p) 3 -> 1; ...`.
+
+    With `two-pass`, only the reductions read in full inside the loop (the
+    max and the denominator) become running values; the rest stays a second
+    pass over p that reads their final values.
+  }];
+  let options = [
+    Option<"rank", "rank", "std::string", /*default=*/"\"\"",
+           "The rank to derive over (default: the only rank with more passes than wanted)">,
+    Option<"tile", "tile", "int64_t", /*default=*/"64",
+           "Tile size along the rank (the inner rank of the partition)">,
+    Option<"twoPass", "two-pass", "bool", /*default=*/"false",
+           "Derive the 2-pass form (running max and denominator, then a normalising pass)">
+  ];
+}
+
 #endif // ATTN_PASSES_TD
