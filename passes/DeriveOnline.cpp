@@ -36,7 +36,11 @@ public:
   OnlineEmitter(GlobalCascade &gc, const OnlinePlan &plan, unsigned p1,
                 unsigned p0, int64_t tile)
       : gc(gc), plan(plan), ctx(gc.getContext()), p(plan.rank), p1(p1),
-        p0(p0), tile(tile) {}
+        p0(p0), tile(tile),
+        rewriter(gc, plan, p1, p0, tile,
+                 [this](unsigned y, SmallVector<ExprAttr> idx, bool inCond) {
+                   return loadRunning(y, std::move(idx), inCond);
+                 }) {}
 
   LogicalResult run();
   std::string error;
@@ -44,22 +48,30 @@ public:
   SmallVector<std::string> runningMax, runningSums, corrections;
 
 private:
-  AffineExpr tiled(AffineExpr e) {
-    return e.replace(gc.dim(p), gc.dim(p1) * tile + gc.dim(p0));
+  /// Inside the loop, an online value reads as its running value at p1 + 1
+  /// (in conditions) or as its reference (in expressions).
+  ExprAttr loadRunning(unsigned y, SmallVector<ExprAttr> idx, bool inCond) {
+    if (inCond) {
+      idx.push_back(ExprAttr::getIndex(gc.dim(p1) + 1));
+      return ExprAttr::getLoad(ctx, runId.lookup(y), idx);
+    }
+    if (!refId.count(y))
+      rewriter.error = "internal: '" + gc.valueName(y) + "' has no reference value";
+    idx.push_back(ExprAttr::getIndex(gc.dim(p1)));
+    return ExprAttr::getLoad(ctx, refId.lookup(y), idx);
   }
+  ExprAttr tileExpr(ExprAttr e, bool inCond) { return rewriter.rewrite(e, inCond); }
   SmallVector<ExprAttr> indexOf(ArrayRef<unsigned> ranks) {
     SmallVector<ExprAttr> out;
     for (unsigned r : ranks)
       out.push_back(ExprAttr::getIndex(gc.dim(r)));
     return out;
   }
-  ExprAttr tileExpr(ExprAttr e, bool inCond);
   unsigned emit(GEinsum g) {
     unsigned id = gc.add(std::move(g));
     order.push_back(id);
     return id;
   }
-  void emitTiled(unsigned x);
   void emitOnline(unsigned r);
   void emitCorrections(unsigned producer);
 
@@ -68,74 +80,11 @@ private:
   MLIRContext *ctx;
   unsigned p, p1, p0;
   int64_t tile;
+  TiledRewriter rewriter;
   std::vector<unsigned> order;
-  DenseMap<unsigned, unsigned> tiledId, runId, refId, finalId;
+  DenseMap<unsigned, unsigned> runId, refId, finalId;
   std::map<std::tuple<unsigned, double, bool>, unsigned> corrId;
 };
-
-ExprAttr OnlineEmitter::tileExpr(ExprAttr e, bool inCond) {
-  return mapExpr(e, [&](ExprAttr node, ArrayRef<ExprAttr> args) -> ExprAttr {
-    if (node.getKind() == ExprKind::Index)
-      return ExprAttr::getIndex(tiled(node.getIndex()));
-    if (node.getKind() != ExprKind::Load || node.getInput() < 0)
-      return nullptr;
-    unsigned y = node.getInput();
-    if (plan.tiled.contains(y)) {
-      SmallVector<ExprAttr> idx;
-      for (auto [k, r] : llvm::enumerate(gc.valueRanks(y))) {
-        if (r != p) {
-          idx.push_back(args[k]);
-          continue;
-        }
-        if (args[k].getKind() != ExprKind::Index) {
-          error = "'" + gc.valueName(y) + "' is gathered along " +
-                  gc.rankName(p).str() + ", which is being tiled";
-          idx.push_back(args[k]);
-          continue;
-        }
-        AffineExpr a = args[k].getIndex();
-        if (a == gc.dim(p1) * tile + gc.dim(p0)) {
-          idx.push_back(ExprAttr::getIndex(gc.dim(p1)));
-          idx.push_back(ExprAttr::getIndex(gc.dim(p0)));
-        } else {
-          idx.push_back(ExprAttr::getIndex(a.floorDiv(tile)));
-          idx.push_back(ExprAttr::getIndex(a % tile));
-        }
-      }
-      return ExprAttr::getLoad(ctx, tiledId.lookup(y), idx);
-    }
-    if (plan.online.contains(y)) {
-      SmallVector<ExprAttr> idx(args.begin(), args.end());
-      if (inCond) {
-        idx.push_back(ExprAttr::getIndex(gc.dim(p1) + 1));
-        return ExprAttr::getLoad(ctx, runId.lookup(y), idx);
-      }
-      if (!refId.count(y))
-        error = "internal: '" + gc.valueName(y) + "' has no reference value";
-      idx.push_back(ExprAttr::getIndex(gc.dim(p1)));
-      return ExprAttr::getLoad(ctx, refId.lookup(y), idx);
-    }
-    return nullptr;
-  });
-}
-
-void OnlineEmitter::emitTiled(unsigned x) {
-  GEinsum g = gc.einsum(x);
-  SmallVector<AffineExpr> out;
-  for (AffineExpr o : g.out) {
-    if (o == gc.dim(p)) {
-      out.push_back(gc.dim(p1));
-      out.push_back(gc.dim(p0));
-    } else {
-      out.push_back(o);
-    }
-  }
-  g.out = out;
-  g.expr = tileExpr(g.expr, false);
-  if (g.cond)
-    g.cond = tileExpr(g.cond, true);
-  tiledId[x] = emit(std::move(g));
-}
 
 void OnlineEmitter::emitCorrections(unsigned producer) {
   const GEinsum &pe = gc.einsum(producer);
@@ -258,7 +207,7 @@ LogicalResult OnlineEmitter::run() {
       continue;
     }
     if (plan.tiled.contains(x))
-      emitTiled(x);
+      rewriter.emitTiled(x, order);
     // The original stays for readers outside the loop (removed if unused);
     // it reads the final values of the online reductions.
     GEinsum &g = gc.einsum(x);
@@ -282,9 +231,10 @@ LogicalResult OnlineEmitter::run() {
   gc.removeDeadEinsums();
   // Where the original of a tiled Einsum stays (2-pass form: it is read in
   // the second pass), the tiled copy gets its own name.
-  for (auto [x, t] : tiledId)
+  for (auto [x, t] : rewriter.tiledId)
     if (llvm::is_contained(gc.body(), x))
       gc.einsum(t).name += "_t";
+  error = rewriter.error;
   return success(error.empty());
 }
 

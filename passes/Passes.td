@@ -135,4 +135,32 @@ def AttnDeriveOnlinePass : Pass<"attn-derive-online", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnSplitKVPass : Pass<"attn-split-kv", "::mlir::ModuleOp"> {
+  let summary = "Split the key rank into independent parts and merge their partial results";
+  let description = [{
+    Partitions the key rank p into parts of `split-size` keys
+    (`p -> ps, pi`, ps = ceildiv(|p|, split-size) splits) whose reductions
+    are independent (the parallel split of FlashDecoding for decode, where
+    one query row has too little work for a whole machine), then merges the
+    partial results with the corrections of the online form: every max
+    first (`gm = max_ps gm_part`), then every partial sum rescaled to the
+    merged max, `sd = sum_ps sd_part * c_gm` with
+    `c_gm[ps] = exp(gm_part[ps] - ref_gm)` and `ref_gm = (gm == -inf ? 0 : gm)`.
+    This is the associative merge of (max, sum) pairs; in (O, LSE) form it is
+    `O = sum_s exp(LSE_s - LSE) * O_s`. Inside a split, the reductions read
+    the split's own partial max (`ref_gm_part`). An empty split contributes
+    nothing (its correction is exp(-inf) = 0).
+
+    The planning and its refusals are those of attn-derive-online (the same
+    cascades have, or lack, a split form); factors such as `/ sd` move out of
+    the sums first.
+  }];
+  let options = [
+    Option<"rank", "rank", "std::string", /*default=*/"\"p\"",
+           "The key rank to split">,
+    Option<"splitSize", "split-size", "int64_t", /*default=*/"256",
+           "Keys per split (the inner rank of the partition)">
+  ];
+}
+
 #endif // ATTN_PASSES_TD

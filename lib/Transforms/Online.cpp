@@ -682,3 +682,72 @@ LogicalResult attn::planOnline(GlobalCascade &gc, unsigned rank,
   why = planner.why;
   return failure();
 }
+
+//===----------------------------------------------------------------------===//
+// TiledRewriter
+//===----------------------------------------------------------------------===//
+
+AffineExpr TiledRewriter::tiled(AffineExpr e) const {
+  return e.replace(gc.dim(plan.rank), gc.dim(outer) * tile + gc.dim(inner));
+}
+
+ExprAttr TiledRewriter::rewrite(ExprAttr e, bool inCond) {
+  MLIRContext *ctx = gc.getContext();
+  unsigned p = plan.rank;
+  return mapExpr(e, [&](ExprAttr node, ArrayRef<ExprAttr> args) -> ExprAttr {
+    if (node.getKind() == ExprKind::Index)
+      return ExprAttr::getIndex(tiled(node.getIndex()));
+    if (node.getKind() != ExprKind::Load || node.getInput() < 0)
+      return nullptr;
+    unsigned y = node.getInput();
+    if (plan.tiled.contains(y)) {
+      SmallVector<ExprAttr> idx;
+      for (auto [k, r] : llvm::enumerate(gc.valueRanks(y))) {
+        if (r != p) {
+          idx.push_back(args[k]);
+          continue;
+        }
+        if (args[k].getKind() != ExprKind::Index) {
+          error = "'" + gc.valueName(y) + "' is gathered along " +
+                  gc.rankName(p).str() + ", which is being tiled";
+          idx.push_back(args[k]);
+          continue;
+        }
+        AffineExpr a = args[k].getIndex();
+        if (a == gc.dim(outer) * tile + gc.dim(inner)) {
+          idx.push_back(ExprAttr::getIndex(gc.dim(outer)));
+          idx.push_back(ExprAttr::getIndex(gc.dim(inner)));
+        } else {
+          idx.push_back(ExprAttr::getIndex(a.floorDiv(tile)));
+          idx.push_back(ExprAttr::getIndex(a % tile));
+        }
+      }
+      return ExprAttr::getLoad(ctx, tiledId.lookup(y), idx);
+    }
+    if (plan.online.contains(y))
+      return onlineLoad(y, SmallVector<ExprAttr>(args.begin(), args.end()),
+                        inCond);
+    return nullptr;
+  });
+}
+
+unsigned TiledRewriter::emitTiled(unsigned x, std::vector<unsigned> &order) {
+  GEinsum g = gc.einsum(x);
+  SmallVector<AffineExpr> out;
+  for (AffineExpr o : g.out) {
+    if (o == gc.dim(plan.rank)) {
+      out.push_back(gc.dim(outer));
+      out.push_back(gc.dim(inner));
+    } else {
+      out.push_back(o);
+    }
+  }
+  g.out = out;
+  g.expr = rewrite(g.expr, false);
+  if (g.cond)
+    g.cond = rewrite(g.cond, true);
+  unsigned id = gc.add(std::move(g));
+  order.push_back(id);
+  tiledId[x] = id;
+  return id;
+}

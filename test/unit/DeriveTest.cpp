@@ -1,6 +1,7 @@
 //===- DeriveTest.cpp - the derived cascades equal the plain ones ----------===//
 //
-// Property tests of attn-derive-online: every example that the pass rewrites
+// Property tests of attn-derive-online and attn-split-kv: every example the
+// passes rewrite
 // is run in the reference interpreter before and after the rewrite, on
 // random inputs with ordinary and with large logits (|s| up to ~1e4), with
 // lengths that tiles do not divide, rows whose keys are all masked, and
@@ -97,15 +98,22 @@ void requireSame(const mlir::attn::Tensor &got, const mlir::attn::Tensor &want) 
 /// Derives `path` (tile, two-pass) and compares on the given sizes. Returns
 /// false if the pass left the cascade unchanged.
 bool deriveAndCompare(const std::string &path, int64_t tile, bool twoPass,
-                      const std::vector<llvm::StringMap<int64_t>> &sizeSets) {
+                      const std::vector<llvm::StringMap<int64_t>> &sizeSets,
+                      bool split = false) {
   Loaded plain(path), derived(path);
   {
     PassManager pm(&derived.ctx);
-    mlir::attn::AttnDeriveOnlinePassOptions options;
-    options.tile = tile;
-    options.twoPass = twoPass;
-    options.rank = "p";
-    pm.addPass(mlir::attn::createAttnDeriveOnlinePass(options));
+    if (split) {
+      mlir::attn::AttnSplitKVPassOptions options;
+      options.splitSize = tile;
+      pm.addPass(mlir::attn::createAttnSplitKVPass(options));
+    } else {
+      mlir::attn::AttnDeriveOnlinePassOptions options;
+      options.tile = tile;
+      options.twoPass = twoPass;
+      options.rank = "p";
+      pm.addPass(mlir::attn::createAttnDeriveOnlinePass(options));
+    }
     // Remarks (refusals) are not failures; silence them.
     ScopedDiagnosticHandler quiet(&derived.ctx, [](Diagnostic &d) {
       return success(d.getSeverity() == DiagnosticSeverity::Remark);
@@ -116,7 +124,8 @@ bool deriveAndCompare(const std::string &path, int64_t tile, bool twoPass,
   if (after.getPartitions().size() == before.getPartitions().size())
     return false;
   mlir::attn::PassAnalysis analysis(after);
-  REQUIRE(analysis.getPassCount("p") == (twoPass ? 2u : 1u));
+  if (!split)
+    REQUIRE(analysis.getPassCount("p") == (twoPass ? 2u : 1u));
 
   uint64_t seed = 7;
   for (const auto &given : sizeSets) {
@@ -164,8 +173,8 @@ sizesFor(const std::string &name,
 
 } // namespace
 
-TEST_CASE("derive-online: the 1-pass form of every softmax example equals the "
-          "plain one",
+TEST_CASE("derive-online, split-kv: the 1-pass, 2-pass and split forms of every "
+          "softmax example equal the plain one",
           "[derive]") {
   // Sizes of the examples that use other dynamic ranks are given here; an
   // example missing from both lists fails the test, so that a new example
@@ -185,6 +194,10 @@ TEST_CASE("derive-online: the 1-pass form of every softmax example equals the "
       REQUIRE(deriveAndCompare(path, 64, false,
                                sizesFor(name, {{1, 1}, {113, 113}, {3, 200}})));
       REQUIRE(deriveAndCompare(path, 32, true, small));
+      // attn-split-kv: splits of 1, 16 and 64 keys merged.
+      REQUIRE(deriveAndCompare(path, 1, false, small, true));
+      REQUIRE(deriveAndCompare(path, 16, false, small, true));
+      REQUIRE(deriveAndCompare(path, 64, false, sizesFor(name, {{3, 200}}), true));
     }
   }
 }

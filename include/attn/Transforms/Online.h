@@ -33,6 +33,8 @@
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/SetVector.h"
 
+#include <functional>
+
 namespace mlir::attn {
 
 enum class OnlineMode {
@@ -97,6 +99,42 @@ LogicalResult planOnline(GlobalCascade &gc, unsigned rank, OnlineMode mode,
 
 /// The identity of a reducer (0, -inf, +inf).
 double reducerIdentity(Reducer r);
+
+/// Rewrites Einsums over p for p = outer * tile + inner (tiles of the online
+/// form, or splits of split-KV): indices over p are substituted, loads of
+/// tiled Einsums get their two new indices, and loads of online values are
+/// supplied by the caller (the running value, a split's partial, ...).
+class TiledRewriter {
+public:
+  /// Supplies the load of online value `y` at `indices` (its own ranks,
+  /// without the outer rank) inside the loop; `inCond` is true in a
+  /// condition (the raw value) and false in an expression (the reference).
+  using OnlineLoad =
+      std::function<ExprAttr(unsigned y, llvm::SmallVector<ExprAttr> indices,
+                             bool inCond)>;
+
+  TiledRewriter(GlobalCascade &gc, const OnlinePlan &plan, unsigned outer,
+                unsigned inner, int64_t tile, OnlineLoad onlineLoad)
+      : gc(gc), plan(plan), outer(outer), inner(inner), tile(tile),
+        onlineLoad(std::move(onlineLoad)) {}
+
+  AffineExpr tiled(AffineExpr e) const;
+  ExprAttr rewrite(ExprAttr e, bool inCond);
+  /// The tiled copy of Einsum `x` (p replaced by outer, inner); returns the
+  /// new value, already appended to `order`.
+  unsigned emitTiled(unsigned x, std::vector<unsigned> &order);
+  /// The tiled copies made so far (original -> copy).
+  llvm::DenseMap<unsigned, unsigned> tiledId;
+  /// Set when an expression cannot be rewritten.
+  std::string error;
+
+private:
+  GlobalCascade &gc;
+  const OnlinePlan &plan;
+  unsigned outer, inner;
+  int64_t tile;
+  OnlineLoad onlineLoad;
+};
 
 } // namespace mlir::attn
 
