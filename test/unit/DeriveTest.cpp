@@ -27,6 +27,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <set>
 
 using namespace mlir;
 namespace handref = ::attn::handref;
@@ -163,7 +164,7 @@ sizesFor(const std::string &name,
   for (auto [m, p] : lengths) {
     llvm::StringMap<int64_t> s;
     s["b"] = 1;
-    s["h"] = name == "gqa" ? 4 : 1;
+    s["h"] = name == "gqa" ? 4 : name == "decode-split-kv" ? 8 : 1;
     s["m"] = m;
     s["p"] = p;
     sets.push_back(s);
@@ -176,35 +177,69 @@ sizesFor(const std::string &name,
 TEST_CASE("derive-online, split-kv: the 1-pass, 2-pass and split forms of every "
           "softmax example equal the plain one",
           "[derive]") {
-  // Sizes of the examples that use other dynamic ranks are given here; an
-  // example missing from both lists fails the test, so that a new example
-  // is classified on purpose.
   std::vector<std::string> derived = {
       "mha", "causal", "causal-bottom-right", "sliding-window", "gqa",
       "alibi", "softcap", "fp8", "prefix-lm", "power-attention",
-      "relative-position-bias", "lowrank-bias", "document-mask"};
+      "relative-position-bias", "lowrank-bias", "document-mask",
+      "decode-split-kv"};
   for (const std::string &name : derived) {
     DYNAMIC_SECTION(name) {
       std::string path = std::string(ATTN_SOURCE_DIR) + "/examples/" + name + ".mlir";
-      if (!std::filesystem::exists(path))
-        continue;
+      // Lengths 1, 33 and 70 (not multiples of the tiles), more queries
+      // than keys; the full 113 x 113 and a 200-key row for MHA only (the
+      // interpreter is slow).
       auto small = sizesFor(name, {{1, 1}, {9, 70}, {40, 33}});
       REQUIRE(deriveAndCompare(path, 1, false, small));
       REQUIRE(deriveAndCompare(path, 16, false, small));
-      REQUIRE(deriveAndCompare(path, 64, false,
-                               sizesFor(name, {{1, 1}, {113, 113}, {3, 200}})));
+      REQUIRE(deriveAndCompare(path, 64, false, small));
+      if (name == "mha")
+        REQUIRE(deriveAndCompare(path, 64, false,
+                                 sizesFor(name, {{113, 113}, {3, 200}})));
       REQUIRE(deriveAndCompare(path, 32, true, small));
       // attn-split-kv: splits of 1, 16 and 64 keys merged.
       REQUIRE(deriveAndCompare(path, 1, false, small, true));
       REQUIRE(deriveAndCompare(path, 16, false, small, true));
-      REQUIRE(deriveAndCompare(path, 64, false, sizesFor(name, {{3, 200}}), true));
     }
+  }
+}
+
+namespace {
+const char *const kRefused[] = {"topk", "linear", "linear-causal", "flash-1pass"};
+/// Examples not in the property test yet, and why.
+const char *const kNotCovered[] = {
+    // Integer metadata that random inputs cannot make valid (monotone
+    // cu_seqlens, block tables, CSR lists): covered by their interpreter
+    // tests against hand references, not yet before/after the derivation.
+    "varlen", "paged-kv", "block-sparse",
+    // Two key ranks reduced together (prefix and suffix): not derived yet.
+    "shared-prefix",
+    // Already 1-pass over the key and query ranks (the backward), or the
+    // K smoothing and block absmax are full reductions over p (int8-sage).
+    "backward-mha", "backward-causal", "int8-sage"};
+} // namespace
+
+TEST_CASE("derive-online: every example is classified", "[derive]") {
+  // A new example must be added to the property test, to the refused list
+  // or to the not-covered list with a reason.
+  std::set<std::string> known = {
+      "mha", "causal", "causal-bottom-right", "sliding-window", "gqa",
+      "alibi", "softcap", "fp8", "prefix-lm", "power-attention",
+      "relative-position-bias", "lowrank-bias", "document-mask",
+      "decode-split-kv"};
+  known.insert(std::begin(kRefused), std::end(kRefused));
+  known.insert(std::begin(kNotCovered), std::end(kNotCovered));
+  for (const auto &entry : std::filesystem::directory_iterator(
+           std::string(ATTN_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".mlir")
+      continue;
+    INFO(entry.path().stem().string());
+    CHECK(known.count(entry.path().stem().string()) == 1);
   }
 }
 
 TEST_CASE("derive-online: cascades without an online form are left unchanged",
           "[derive]") {
-  for (const char *name : {"topk", "linear", "linear-causal", "flash-1pass"}) {
+  for (const char *name : kRefused) {
     DYNAMIC_SECTION(name) {
       std::string path = std::string(ATTN_SOURCE_DIR) + "/examples/" + name + ".mlir";
       REQUIRE_FALSE(deriveAndCompare(path, 64, false, sizesFor(name, {{9, 70}})));

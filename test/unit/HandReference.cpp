@@ -2,7 +2,9 @@
 //
 // This file implements the hand-written float64 attention references with
 // plain nested loops. Clarity beats speed here: every formula is spelled out
-// next to the loop that computes it.
+// next to the loop that computes it. The variant references state each
+// variant's semantics directly (which keys a query sees, which bias it adds,
+// where a paged or packed key lives), never the way a cascade computes it.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,6 +17,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace attn {
 namespace handref {
@@ -205,8 +208,11 @@ AttnOut softmaxAttention(const Dense &q, const Dense &k, const Dense &v,
           // 3. alibi: s += slope(h) * (p - m)
           if (opt.alibi)
             score += slope * static_cast<double>(p - m);
+          // 4. any other additive bias
+          if (opt.bias)
+            score += opt.bias(b, h, m, p);
           s[p] = score;
-          // 4. mask
+          // 5. mask
           switch (opt.mask) {
           case Mask::None:
             kept[p] = true;
@@ -220,9 +226,16 @@ AttnOut softmaxAttention(const Dense &q, const Dense &k, const Dense &v,
           case Mask::SlidingWindow: // m - left <= p <= m + right
             kept[p] = m - opt.windowLeft <= p && p <= m + opt.windowRight;
             break;
+          case Mask::Power2: { // d = m - p >= 0 is 0 or a power of two
+            const int64_t d = m - p;
+            kept[p] = d >= 0 && (d & (d - 1)) == 0;
+            break;
           }
+          }
+          if (opt.keep && !opt.keep(b, h, m, p))
+            kept[p] = false;
         }
-        // 5. topk: keep kept keys whose score >= the topk-th largest kept
+        // 6. topk: keep kept keys whose score >= the topk-th largest kept
         // score (ties are all kept).
         if (opt.topk > 0) {
           std::vector<double> keptScores;
@@ -354,6 +367,350 @@ AttnOut int8Attention(const Dense &q, const Dense &k, const Dense &v,
     }
   }
   return out;
+}
+
+//===----------------------------------------------------------------------===//
+// Variants
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// x rounded to a non-negative integer index (metadata is stored as doubles).
+int64_t toIndex(double x, const char *what) {
+  require(x >= 0 && x == std::floor(x), std::string(what) + " must be a "
+                                                            "non-negative integer");
+  return static_cast<int64_t>(x);
+}
+
+} // namespace
+
+AttnOut prefixLMAttention(const Dense &q, const Dense &k, const Dense &v,
+                          const std::vector<int64_t> &prefixLen, double scale) {
+  require(static_cast<int64_t>(prefixLen.size()) == q.shape[0],
+          "one prefix length per batch entry");
+  SoftmaxOptions opt;
+  opt.scale = scale;
+  // Bidirectional inside the prefix, causal after it.
+  opt.keep = [&](int64_t b, int64_t, int64_t m, int64_t p) {
+    return p < prefixLen[b] || p <= m;
+  };
+  return softmaxAttention(q, k, v, opt);
+}
+
+AttnOut documentMaskAttention(const Dense &q, const Dense &k, const Dense &v,
+                              const std::vector<std::vector<int64_t>> &segQ,
+                              const std::vector<std::vector<int64_t>> &segK,
+                              double scale) {
+  require(static_cast<int64_t>(segQ.size()) == q.shape[0] &&
+              static_cast<int64_t>(segK.size()) == k.shape[0],
+          "one list of segment ids per batch entry");
+  SoftmaxOptions opt;
+  opt.scale = scale;
+  // Same document only.
+  opt.keep = [&](int64_t b, int64_t, int64_t m, int64_t p) {
+    return segQ[b].at(m) == segK[b].at(p);
+  };
+  return softmaxAttention(q, k, v, opt);
+}
+
+AttnOut varlenAttention(const Dense &q, const Dense &k, const Dense &v,
+                        const std::vector<int64_t> &cuQ,
+                        const std::vector<int64_t> &cuK, double scale) {
+  require(q.shape.size() == 3 && k.shape.size() == 3 && v.shape.size() == 3,
+          "varlenAttention expects token-major rank-3 q, k, v");
+  require(cuQ.size() == cuK.size() && !cuQ.empty(),
+          "cu_seqlens of queries and keys need the same number of entries");
+  const int64_t M = q.shape[0], H = q.shape[1], E = q.shape[2];
+  const int64_t P = k.shape[0], F = v.shape[2];
+  const int64_t S = static_cast<int64_t>(cuQ.size()) - 1;
+  require(cuQ.back() <= M && cuK.back() <= P, "cu_seqlens past the tokens");
+
+  AttnOut out{zeros({M, H, F}), zeros({H, M})};
+  for (double &l : out.lse.data)
+    l = -std::numeric_limits<double>::infinity(); // tokens of no sequence
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t q0 = cuQ[s], nq = cuQ[s + 1] - cuQ[s];
+    const int64_t k0 = cuK[s], nk = cuK[s + 1] - cuK[s];
+    require(nq >= 0 && nk >= 0, "cu_seqlens must be nondecreasing");
+    if (nq == 0)
+      continue;
+    if (nk == 0)
+      continue; // queries without keys: o = 0, lse = -inf (already)
+    // Sequence s on its own, as a [1, H, n, *] batch of plain attention.
+    Dense qs = zeros({1, H, nq, E}), ks = zeros({1, H, nk, E}),
+          vs = zeros({1, H, nk, F});
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t e = 0; e < E; ++e)
+          qs.at({0, h, i, e}) = q.at({q0 + i, h, e});
+      for (int64_t j = 0; j < nk; ++j) {
+        for (int64_t e = 0; e < E; ++e)
+          ks.at({0, h, j, e}) = k.at({k0 + j, h, e});
+        for (int64_t f = 0; f < F; ++f)
+          vs.at({0, h, j, f}) = v.at({k0 + j, h, f});
+      }
+    }
+    SoftmaxOptions opt;
+    opt.scale = scale;
+    AttnOut part = softmaxAttention(qs, ks, vs, opt);
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < nq; ++i) {
+        for (int64_t f = 0; f < F; ++f)
+          out.o.at({q0 + i, h, f}) = part.o.at({0, h, i, f});
+        out.lse.at({h, q0 + i}) = part.lse.at({0, h, i});
+      }
+  }
+  return out;
+}
+
+AttnOut pagedAttention(const Dense &q, const Dense &kCache, const Dense &vCache,
+                       const std::vector<std::vector<int64_t>> &blockTable,
+                       const std::vector<int64_t> &seqLens, double scale) {
+  require(q.shape.size() == 4 && kCache.shape.size() == 4 &&
+              vCache.shape.size() == 4,
+          "pagedAttention expects rank-4 q and caches");
+  const int64_t B = q.shape[0], H = q.shape[1], M = q.shape[2], E = q.shape[3];
+  const int64_t N = kCache.shape[0], S = kCache.shape[1], G = kCache.shape[2];
+  const int64_t F = vCache.shape[3];
+  require(static_cast<int64_t>(blockTable.size()) == B &&
+              static_cast<int64_t>(seqLens.size()) == B,
+          "one block table row and one length per sequence");
+
+  AttnOut out{zeros({B, H, M, F}), zeros({B, H, M})};
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t L = seqLens[b];
+    Dense qb = zeros({1, H, M, E});
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t e = 0; e < E; ++e)
+          qb.at({0, h, m, e}) = q.at({b, h, m, e});
+    AttnOut part;
+    if (L == 0) {
+      // No tokens: every row is empty.
+      part = {zeros({1, H, M, F}), zeros({1, H, M})};
+      for (double &l : part.lse.data)
+        l = -std::numeric_limits<double>::infinity();
+    } else {
+      // Gather token t from page blockTable[b][t / S], slot t % S.
+      Dense kb = zeros({1, G, L, E}), vb = zeros({1, G, L, F});
+      for (int64_t t = 0; t < L; ++t) {
+        const int64_t page = blockTable[b].at(t / S), slot = t % S;
+        require(page >= 0 && page < N, "block table entry out of range");
+        for (int64_t g = 0; g < G; ++g) {
+          for (int64_t e = 0; e < E; ++e)
+            kb.at({0, g, t, e}) = kCache.at({page, slot, g, e});
+          for (int64_t f = 0; f < F; ++f)
+            vb.at({0, g, t, f}) = vCache.at({page, slot, g, f});
+        }
+      }
+      // The M queries are the last M tokens: bottom-right causal.
+      SoftmaxOptions opt;
+      opt.scale = scale;
+      opt.mask = Mask::CausalBottomRight;
+      part = softmaxAttention(qb, kb, vb, opt);
+    }
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t f = 0; f < F; ++f)
+          out.o.at({b, h, m, f}) = part.o.at({0, h, m, f});
+        out.lse.at({b, h, m}) = part.lse.at({0, h, m});
+      }
+  }
+  return out;
+}
+
+int64_t t5RelativeBucket(int64_t rel) {
+  // 32 buckets, bidirectional: 16 per direction, keys after the query
+  // (rel > 0) in the upper half.
+  int64_t bucket = rel > 0 ? 16 : 0;
+  const int64_t n = rel < 0 ? -rel : rel;
+  if (n < 8)
+    return bucket + n; // exact buckets
+  // Log-spaced: 8 + floor(log(n / 8) / log(128 / 8) * 8)
+  //           = 8 + floor(2 * log2(n / 8)) = 8 + floor(log2(n^2 / 64)),
+  // i.e. 8 + the largest k with 64 * 2^k <= n^2, clipped to bucket 15.
+  int64_t k = 0;
+  while (k < 8 && (int64_t{64} << (k + 1)) <= n * n)
+    ++k;
+  return bucket + std::min<int64_t>(8 + k, 15);
+}
+
+AttnOut relativePositionBiasAttention(const Dense &q, const Dense &k,
+                                      const Dense &v, const Dense &relBias,
+                                      double scale) {
+  require(relBias.shape.size() == 2 && relBias.shape[0] == q.shape[1] &&
+              relBias.shape[1] == 32,
+          "relBias must be [H, 32]");
+  SoftmaxOptions opt;
+  opt.scale = scale;
+  opt.bias = [&](int64_t, int64_t h, int64_t m, int64_t p) {
+    return relBias.at({h, t5RelativeBucket(p - m)});
+  };
+  return softmaxAttention(q, k, v, opt);
+}
+
+AttnOut lowRankBiasAttention(const Dense &q, const Dense &k, const Dense &v,
+                             const Dense &u, const Dense &w, double scale) {
+  require(u.shape.size() == 4 && w.shape.size() == 4 && u.shape[3] == w.shape[3],
+          "u [B,H,M,R] and w [B,H,P,R] need the same factor rank");
+  const int64_t R = u.shape[3];
+  SoftmaxOptions opt;
+  opt.scale = scale;
+  // bias[m,p] = sum_r u[m,r] w[p,r]
+  opt.bias = [&](int64_t b, int64_t h, int64_t m, int64_t p) {
+    double bias = 0;
+    for (int64_t r = 0; r < R; ++r)
+      bias += u.at({b, h, m, r}) * w.at({b, h, p, r});
+    return bias;
+  };
+  return softmaxAttention(q, k, v, opt);
+}
+
+AttnOut blockSparseAttention(const Dense &q, const Dense &k, const Dense &v,
+                             const Dense &offsets, const Dense &indices,
+                             int64_t block, double scale) {
+  const int64_t B = q.shape[0], H = q.shape[1], M = q.shape[2];
+  const int64_t P = k.shape[2];
+  const int64_t rows = (M + block - 1) / block, cols = (P + block - 1) / block;
+  require(offsets.shape.size() == 3 && offsets.shape[2] >= rows + 1,
+          "offsets must be [B, H, >= ceil(M / block) + 1]");
+  // listed[b][h][i][j]: key block j is in query block i's list.
+  std::vector<bool> listed(static_cast<size_t>(B * H * rows * cols), false);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t begin = toIndex(offsets.at({b, h, i}), "offset");
+        const int64_t end = toIndex(offsets.at({b, h, i + 1}), "offset");
+        for (int64_t l = begin; l < end; ++l) {
+          const int64_t j = toIndex(indices.at({b, h, l}), "block index");
+          require(j < cols, "block index out of range");
+          listed[((b * H + h) * rows + i) * cols + j] = true;
+        }
+      }
+  SoftmaxOptions opt;
+  opt.scale = scale;
+  opt.keep = [&](int64_t b, int64_t h, int64_t m, int64_t p) {
+    return static_cast<bool>(
+        listed[((b * H + h) * rows + m / block) * cols + p / block]);
+  };
+  return softmaxAttention(q, k, v, opt);
+}
+
+double roundToE4M3(double x) {
+  if (x == 0 || std::isnan(x))
+    return x;
+  const double a = std::fabs(x);
+  if (a > 448)
+    throw std::domain_error("handref: " + std::to_string(x) +
+                            " is outside the range of float8 e4m3");
+  // a = f * 2^ex with f in [0.5, 1): the binade of a starts at 2^(ex - 1).
+  // Normal numbers (binades from 2^-6) have 3 fraction bits, so the spacing
+  // is 2^(ex - 1 - 3); below 2^-6 the spacing is that of the subnormals,
+  // 2^-9.
+  int ex;
+  std::frexp(a, &ex);
+  const int quantumExp = std::max(ex - 1, -6) - 3;
+  // Round to a multiple of the spacing, ties to even (nearbyint in the
+  // default rounding mode). Rounding up into the next binade stays exact.
+  const double r =
+      std::ldexp(std::nearbyint(std::ldexp(a, -quantumExp)), quantumExp);
+  return x < 0 ? -r : r;
+}
+
+AttnOut fp8Attention(const Dense &q, const Dense &k, const Dense &v,
+                     const Dense &qDescale, const Dense &kDescale,
+                     const Dense &vDescale, double scale) {
+  const int64_t B = q.shape[0], H = q.shape[1], M = q.shape[2], E = q.shape[3];
+  const int64_t P = k.shape[2], F = v.shape[3];
+  AttnOut out{zeros({B, H, M, F}), zeros({B, H, M})};
+  std::vector<double> s(static_cast<size_t>(P));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const double qd = qDescale.at({b, h}), kd = kDescale.at({b, h}),
+                   vd = vDescale.at({b, h});
+      for (int64_t m = 0; m < M; ++m) {
+        // s[p] = (sum_e q k) * qd * kd * scale
+        double maxScore = -std::numeric_limits<double>::infinity();
+        for (int64_t p = 0; p < P; ++p) {
+          double dot = 0;
+          for (int64_t e = 0; e < E; ++e)
+            dot += q.at({b, h, m, e}) * k.at({b, h, p, e});
+          s[p] = dot * qd * kd * scale;
+          maxScore = std::max(maxScore, s[p]);
+        }
+        // o[f] = vd * sum_p exp(s - max) v / sum_p exp(s - max)
+        double sum = 0;
+        for (int64_t p = 0; p < P; ++p)
+          sum += std::exp(s[p] - maxScore);
+        for (int64_t f = 0; f < F; ++f) {
+          double acc = 0;
+          for (int64_t p = 0; p < P; ++p)
+            acc += std::exp(s[p] - maxScore) * v.at({b, h, p, f});
+          out.o.at({b, h, m, f}) = vd * acc / sum;
+        }
+        out.lse.at({b, h, m}) = maxScore + std::log(sum);
+      }
+    }
+  return out;
+}
+
+AttnGrads attentionBackward(const Dense &q, const Dense &k, const Dense &v,
+                            const Dense &dout, bool causal, double scale) {
+  require(q.shape.size() == 4 && k.shape.size() == 4 && v.shape.size() == 4 &&
+              dout.shape.size() == 4,
+          "attentionBackward expects rank-4 tensors");
+  const int64_t B = q.shape[0], H = q.shape[1], M = q.shape[2], E = q.shape[3];
+  const int64_t P = k.shape[2], F = v.shape[3];
+  require(k.shape[1] == H && v.shape[1] == H, "attentionBackward is MHA only");
+  AttnGrads g{zeros({B, H, M, E}), zeros({B, H, P, E}), zeros({B, H, P, F})};
+  std::vector<double> pr(static_cast<size_t>(P)), dp(static_cast<size_t>(P));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t m = 0; m < M; ++m) {
+        // Forward probabilities of row m: P[p] = softmax_p(scale * q.k),
+        // over the visible keys (0 elsewhere).
+        double maxScore = -std::numeric_limits<double>::infinity();
+        for (int64_t p = 0; p < P; ++p) {
+          pr[p] = -std::numeric_limits<double>::infinity();
+          if (causal && p > m)
+            continue;
+          double dot = 0;
+          for (int64_t e = 0; e < E; ++e)
+            dot += q.at({b, h, m, e}) * k.at({b, h, p, e});
+          pr[p] = scale * dot;
+          maxScore = std::max(maxScore, pr[p]);
+        }
+        if (maxScore == -std::numeric_limits<double>::infinity())
+          continue; // no visible key: P = 0, no gradient flows
+        double sum = 0;
+        for (int64_t p = 0; p < P; ++p) {
+          pr[p] = std::exp(pr[p] - maxScore); // exp(-inf) = 0 when masked
+          sum += pr[p];
+        }
+        for (int64_t p = 0; p < P; ++p)
+          pr[p] /= sum;
+        // dP[p] = dO[m] . V[p];  D = sum_p P[p] dP[p]
+        double d = 0;
+        for (int64_t p = 0; p < P; ++p) {
+          dp[p] = 0;
+          for (int64_t f = 0; f < F; ++f)
+            dp[p] += dout.at({b, h, m, f}) * v.at({b, h, p, f});
+          d += pr[p] * dp[p];
+        }
+        for (int64_t p = 0; p < P; ++p) {
+          // dV[p] += P[p] dO[m]
+          for (int64_t f = 0; f < F; ++f)
+            g.dv.at({b, h, p, f}) += pr[p] * dout.at({b, h, m, f});
+          // dS = P (dP - D): the softmax Jacobian applied to dP.
+          const double ds = pr[p] * (dp[p] - d);
+          // S = scale * q.k: dQ[m] += scale dS K[p], dK[p] += scale dS Q[m].
+          for (int64_t e = 0; e < E; ++e) {
+            g.dq.at({b, h, m, e}) += scale * ds * k.at({b, h, p, e});
+            g.dk.at({b, h, p, e}) += scale * ds * q.at({b, h, m, e});
+          }
+        }
+      }
+  return g;
 }
 
 } // namespace handref

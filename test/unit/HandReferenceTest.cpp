@@ -2,7 +2,8 @@
 //
 // This file implements self-checks for the naive float64 attention
 // references: hand-computed examples, mask and GQA equivalences, and
-// invariances that any correct implementation must satisfy.
+// invariances that any correct implementation must satisfy (and, for the
+// backward pass, finite differences of the forward).
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+using attn::handref::AttnGrads;
 using attn::handref::AttnOut;
 using attn::handref::Dense;
 using attn::handref::int8Attention;
@@ -579,4 +581,360 @@ TEST_CASE("handref int8 attention", "[handref]") {
       CHECK(out.lse.at({0, 0, m}) == Approx(std::log(5.0)).margin(1e-12));
     }
   }
+}
+
+//===----------------------------------------------------------------------===//
+// Variants
+//===----------------------------------------------------------------------===//
+
+TEST_CASE("handref PowerAttention mask", "[handref]") {
+  // q = 0: every kept key has score 0, so lse = log(#kept) and o is the mean
+  // of the kept values. Row 8 keeps d = 0, 1, 2, 4, 8: keys 8, 7, 6, 4, 0.
+  Dense v = zeros({1, 1, 9, 1});
+  for (int64_t p = 0; p < 9; ++p)
+    v.at({0, 0, p, 0}) = std::ldexp(1.0, static_cast<int>(p)); // 2^p
+  SoftmaxOptions opt;
+  opt.mask = Mask::Power2;
+  AttnOut out = softmaxAttention(zeros({1, 1, 9, 2}), zeros({1, 1, 9, 2}), v, opt);
+  CHECK(out.lse.at({0, 0, 8}) == Approx(std::log(5.0)).epsilon(0).margin(1e-12));
+  CHECK(out.o.at({0, 0, 8, 0}) ==
+        Approx((256 + 128 + 64 + 16 + 1) / 5.0).epsilon(0).margin(1e-12));
+  // Row 6 keeps d = 0, 1, 2, 4: keys 6, 5, 4, 2 (not 3, d = 3; not 0, d = 6).
+  CHECK(out.o.at({0, 0, 6, 0}) == Approx((64 + 32 + 16 + 4) / 4.0).epsilon(0).margin(1e-12));
+  // |m| > |p|: rows whose distances to keys 0, 1 are both not powers of two
+  // (m = 6: d = 6, 5; m = 7: d = 7, 6) are empty.
+  AttnOut wide = softmaxAttention(zeros({1, 1, 8, 2}), zeros({1, 1, 2, 2}),
+                                  column({1, 2}), opt);
+  for (int64_t m : {6, 7}) {
+    CHECK(wide.lse.at({0, 0, m}) == -kInf);
+    CHECK(wide.o.at({0, 0, m, 0}) == 0);
+  }
+  // Row 5 keeps key 1 only (d = 4), whose value is 2.
+  CHECK(wide.o.at({0, 0, 5, 0}) == Approx(2.0).epsilon(0).margin(1e-12));
+}
+
+TEST_CASE("handref prefix-LM and document masks", "[handref]") {
+  Dense q = randomTensor({2, 2, 9, 4}, 81);
+  Dense k = randomTensor({2, 2, 9, 4}, 82);
+  Dense v = randomTensor({2, 2, 9, 3}, 83);
+  SoftmaxOptions plain, causal;
+  causal.mask = Mask::CausalTopLeft;
+  AttnOut full = softmaxAttention(q, k, v, plain);
+  AttnOut tl = softmaxAttention(q, k, v, causal);
+
+  SECTION("prefix 0 is causal, prefix >= P is full attention") {
+    AttnOut out = prefixLMAttention(q, k, v, {0, 9}, 1.0);
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t m = 0; m < 9; ++m) {
+        CHECK(out.lse.at({0, h, m}) == tl.lse.at({0, h, m}));
+        CHECK(out.lse.at({1, h, m}) == full.lse.at({1, h, m}));
+      }
+  }
+  SECTION("prefix rows see the whole prefix") {
+    // With prefix 5, query 1 sees keys 0..4, the same as full attention
+    // restricted to the first 5 keys.
+    AttnOut out = prefixLMAttention(q, k, v, {5, 5}, 1.0);
+    SoftmaxOptions first5;
+    first5.keep = [](int64_t, int64_t, int64_t, int64_t p) { return p < 5; };
+    AttnOut want = softmaxAttention(q, k, v, first5);
+    for (int64_t m = 0; m < 5; ++m)
+      CHECK(out.lse.at({1, 1, m}) == want.lse.at({1, 1, m}));
+    for (int64_t m = 5; m < 9; ++m)
+      CHECK(out.lse.at({1, 1, m}) == tl.lse.at({1, 1, m}));
+  }
+  SECTION("document mask") {
+    // One document: full attention. Each token its own document: o = v.
+    std::vector<int64_t> one(9, 7), own(9);
+    for (int64_t i = 0; i < 9; ++i)
+      own[i] = i;
+    AttnOut same = documentMaskAttention(q, k, v, {one, one}, {one, one}, 1.0);
+    CHECK(maxAbsDiff(same.o, full.o) == 0);
+    AttnOut diag = documentMaskAttention(q, k, v, {own, own}, {own, own}, 1.0);
+    CHECK(maxAbsDiff(diag.o, v) <= 1e-12);
+    // A query id that no key carries: an empty row.
+    std::vector<int64_t> padded = one;
+    padded[4] = -1;
+    AttnOut pad = documentMaskAttention(q, k, v, {padded, one}, {one, one}, 1.0);
+    CHECK(pad.lse.at({0, 0, 4}) == -kInf);
+    CHECK(pad.o.at({0, 1, 4, 2}) == 0);
+    CHECK(pad.lse.at({0, 0, 3}) == full.lse.at({0, 0, 3}));
+  }
+}
+
+TEST_CASE("handref varlen equals per-sequence attention", "[handref]") {
+  // Token-major packed q [M, H, E] for sequences of 3 and 4 queries, 5 and 2
+  // keys; one more query token is padding.
+  const int64_t H = 2, E = 3, F = 2;
+  Dense q = randomTensor({8, H, E}, 91), k = randomTensor({7, H, E}, 92),
+        v = randomTensor({7, H, F}, 93);
+  AttnOut out = varlenAttention(q, k, v, {0, 3, 7}, {0, 5, 7}, 0.7);
+  // Sequence 1 as a batch of its own, in the [B, H, M, E] layout.
+  Dense q1 = zeros({1, H, 4, E}), k1 = zeros({1, H, 2, E}),
+        v1 = zeros({1, H, 2, F});
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t e = 0; e < E; ++e)
+        q1.at({0, h, i, e}) = q.at({3 + i, h, e});
+    for (int64_t j = 0; j < 2; ++j) {
+      for (int64_t e = 0; e < E; ++e)
+        k1.at({0, h, j, e}) = k.at({5 + j, h, e});
+      for (int64_t f = 0; f < F; ++f)
+        v1.at({0, h, j, f}) = v.at({5 + j, h, f});
+    }
+  }
+  SoftmaxOptions opt;
+  opt.scale = 0.7;
+  AttnOut want = softmaxAttention(q1, k1, v1, opt);
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t i = 0; i < 4; ++i) {
+      CHECK(out.lse.at({h, 3 + i}) == want.lse.at({0, h, i}));
+      for (int64_t f = 0; f < F; ++f)
+        CHECK(out.o.at({3 + i, h, f}) == want.o.at({0, h, i, f}));
+    }
+    CHECK(out.lse.at({h, 7}) == -kInf); // padding
+    CHECK(out.o.at({7, h, 1}) == 0);
+  }
+  // A sequence without keys leaves its queries empty.
+  AttnOut empty = varlenAttention(q, k, v, {0, 3, 7}, {0, 5, 5}, 0.7);
+  CHECK(empty.lse.at({1, 4}) == -kInf);
+  CHECK(empty.lse.at({1, 2}) == out.lse.at({1, 2}));
+}
+
+TEST_CASE("handref paged KV cache with an identity table is contiguous KV",
+          "[handref]") {
+  // One sequence of 10 tokens on pages 0, 1, 2 of 4 slots, in order: the
+  // cache is K itself, and the queries are the last 3 tokens.
+  const int64_t G = 2, H = 4, E = 3, F = 2;
+  Dense k = randomTensor({1, G, 10, E}, 101), v = randomTensor({1, G, 10, F}, 102);
+  Dense q = randomTensor({1, H, 3, E}, 103);
+  Dense kCache = zeros({3, 4, G, E}), vCache = zeros({3, 4, G, F});
+  for (int64_t t = 0; t < 10; ++t)
+    for (int64_t g = 0; g < G; ++g) {
+      for (int64_t e = 0; e < E; ++e)
+        kCache.at({t / 4, t % 4, g, e}) = k.at({0, g, t, e});
+      for (int64_t f = 0; f < F; ++f)
+        vCache.at({t / 4, t % 4, g, f}) = v.at({0, g, t, f});
+    }
+  AttnOut out = pagedAttention(q, kCache, vCache, {{0, 1, 2}}, {10}, 0.5);
+  SoftmaxOptions opt;
+  opt.scale = 0.5;
+  opt.mask = Mask::CausalBottomRight;
+  AttnOut want = softmaxAttention(q, k, v, opt);
+  CHECK(maxAbsDiff(out.o, want.o) == 0);
+  CHECK(maxAbsDiff(out.lse, want.lse) == 0);
+  // The same tokens with the pages stored in reverse order.
+  Dense kRev = zeros({3, 4, G, E}), vRev = zeros({3, 4, G, F});
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t s = 0; s < 4; ++s)
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t e = 0; e < E; ++e)
+          kRev.at({2 - n, s, g, e}) = kCache.at({n, s, g, e});
+        for (int64_t f = 0; f < F; ++f)
+          vRev.at({2 - n, s, g, f}) = vCache.at({n, s, g, f});
+      }
+  AttnOut rev = pagedAttention(q, kRev, vRev, {{2, 1, 0}}, {10}, 0.5);
+  CHECK(maxAbsDiff(rev.o, want.o) == 0);
+  // Length 0: empty rows; length 1 < 3 queries: the first two rows empty.
+  AttnOut none = pagedAttention(q, kCache, vCache, {{0, 1, 2}}, {0}, 0.5);
+  CHECK(none.lse.at({0, 1, 2}) == -kInf);
+  AttnOut one = pagedAttention(q, kCache, vCache, {{0, 1, 2}}, {1}, 0.5);
+  CHECK(one.lse.at({0, 3, 1}) == -kInf);
+  CHECK(one.o.at({0, 3, 2, 1}) == Approx(v.at({0, 1, 0, 1})).epsilon(0).margin(1e-12));
+}
+
+TEST_CASE("handref T5 relative position buckets", "[handref]") {
+  // Values of T5's bucketing (32 buckets, max distance 128, bidirectional).
+  const std::vector<std::pair<int64_t, int64_t>> known = {
+      {0, 0},     {-1, 1},     {1, 17},    {-7, 7},    {7, 23},
+      {-8, 8},    {-11, 8},    {-12, 9},   {-15, 9},   {-16, 10},
+      {-22, 10},  {-23, 11},   {-32, 12},  {-45, 12},  {-46, 13},
+      {-64, 14},  {-90, 14},   {-91, 15},  {-128, 15}, {-1000, 15},
+      {8, 24},    {16, 26},    {64, 30},   {127, 31},  {5000, 31}};
+  for (auto [rel, bucket] : known) {
+    INFO("rel = " << rel);
+    CHECK(attn::handref::t5RelativeBucket(rel) == bucket);
+  }
+  // The float formula of T5 (in float64, where it is exact at the edges).
+  for (int64_t rel = -2000; rel <= 2000; ++rel) {
+    int64_t n = rel < 0 ? -rel : rel;
+    int64_t want = (rel > 0 ? 16 : 0) +
+                   (n < 8 ? n
+                          : std::min<int64_t>(
+                                8 + static_cast<int64_t>(std::floor(
+                                        std::log(n / 8.0) / std::log(16.0) * 8)),
+                                15));
+    INFO("rel = " << rel);
+    REQUIRE(attn::handref::t5RelativeBucket(rel) == want);
+  }
+}
+
+TEST_CASE("handref additive biases", "[handref]") {
+  Dense q = randomTensor({1, 2, 5, 4}, 111), k = randomTensor({1, 2, 6, 4}, 112);
+  Dense v = randomTensor({1, 2, 6, 3}, 113);
+  AttnOut plain = softmaxAttention(q, k, v, SoftmaxOptions());
+  SECTION("a zero low-rank factor is no bias") {
+    Dense w = randomTensor({1, 2, 6, 3}, 114);
+    AttnOut out = attn::handref::lowRankBiasAttention(q, k, v, zeros({1, 2, 5, 3}), w, 1.0);
+    CHECK(maxAbsDiff(out.o, plain.o) == 0);
+  }
+  SECTION("a bias constant along p shifts only the LSE") {
+    // u[m] = (m + 1, 0, 0), w[p] = (1, 0, 0): bias[m,p] = m + 1.
+    Dense u = zeros({1, 2, 5, 3}), w = zeros({1, 2, 6, 3});
+    for (int64_t h = 0; h < 2; ++h) {
+      for (int64_t m = 0; m < 5; ++m)
+        u.at({0, h, m, 0}) = static_cast<double>(m + 1);
+      for (int64_t p = 0; p < 6; ++p)
+        w.at({0, h, p, 0}) = 1;
+    }
+    AttnOut out = attn::handref::lowRankBiasAttention(q, k, v, u, w, 1.0);
+    CHECK(maxAbsDiff(out.o, plain.o) <= 1e-12);
+    for (int64_t m = 0; m < 5; ++m)
+      CHECK(out.lse.at({0, 1, m}) ==
+            Approx(plain.lse.at({0, 1, m}) + m + 1).epsilon(0).margin(1e-12));
+  }
+  SECTION("relative position bias: a table constant per head shifts the LSE") {
+    Dense table = zeros({2, 32});
+    for (int64_t r = 0; r < 32; ++r)
+      table.at({1, r}) = 2.5;
+    AttnOut out = attn::handref::relativePositionBiasAttention(q, k, v, table, 1.0);
+    CHECK(maxAbsDiff(out.o, plain.o) <= 1e-12);
+    CHECK(out.lse.at({0, 0, 3}) == plain.lse.at({0, 0, 3}));
+    CHECK(out.lse.at({0, 1, 3}) == Approx(plain.lse.at({0, 1, 3}) + 2.5).epsilon(0).margin(1e-12));
+  }
+}
+
+TEST_CASE("handref block-sparse layouts", "[handref]") {
+  Dense q = randomTensor({1, 1, 7, 4}, 121), k = randomTensor({1, 1, 7, 4}, 122);
+  Dense v = randomTensor({1, 1, 7, 3}, 123);
+  auto csr = [](std::vector<double> offsets, std::vector<double> indices) {
+    Dense o = zeros({1, 1, static_cast<int64_t>(offsets.size())});
+    o.data = std::move(offsets);
+    Dense i = zeros({1, 1, static_cast<int64_t>(indices.size())});
+    i.data = std::move(indices);
+    return std::make_pair(o, i);
+  };
+  // Blocks of 3: query blocks {0-2, 3-5, 6}, key blocks likewise.
+  auto [allOff, allIdx] = csr({0, 3, 6, 9}, {0, 1, 2, 2, 1, 0, 1, 2, 0});
+  AttnOut all = attn::handref::blockSparseAttention(q, k, v, allOff, allIdx, 3, 1.0);
+  CHECK(maxAbsDiff(all.o, softmaxAttention(q, k, v, SoftmaxOptions()).o) == 0);
+  // Block 1 lists nothing; block 2 lists key block 2 twice.
+  auto [off, idx] = csr({0, 1, 1, 3}, {0, 2, 2});
+  AttnOut out = attn::handref::blockSparseAttention(q, k, v, off, idx, 3, 1.0);
+  CHECK(out.lse.at({0, 0, 4}) == -kInf);
+  CHECK(out.o.at({0, 0, 6, 1}) == Approx(v.at({0, 0, 6, 1})).epsilon(0).margin(1e-12));
+  // Blocks of 1 listing only the diagonal: o = v.
+  auto [dOff, dIdx] = csr({0, 1, 2, 3, 4, 5, 6, 7}, {0, 1, 2, 3, 4, 5, 6});
+  AttnOut diag = attn::handref::blockSparseAttention(q, k, v, dOff, dIdx, 1, 1.0);
+  CHECK(maxAbsDiff(diag.o, v) <= 1e-12);
+}
+
+TEST_CASE("handref float8 e4m3 rounding", "[handref]") {
+  using attn::handref::roundToE4M3;
+  const std::vector<std::pair<double, double>> cases = {
+      {0.0, 0.0},
+      {1.0, 1.0},
+      {1.0625, 1.0},       // tie between 1 and 1.125: to even (1)
+      {1.1875, 1.25},      // tie between 1.125 and 1.25: to even (1.25)
+      {1.07, 1.125},
+      {-1.07, -1.125},
+      {0.3, 0.3125},       // spacing 2^-5 in [0.25, 0.5)
+      {448.0, 448.0},      // largest finite
+      {440.0, 448.0},      // spacing 32 in [256, 448]
+      {15.5, 16.0},        // rounds up into the next binade
+      {std::ldexp(1.0, -6), std::ldexp(1.0, -6)},   // smallest normal
+      {std::ldexp(1.0, -9), std::ldexp(1.0, -9)},   // smallest subnormal
+      {std::ldexp(1.0, -10), 0.0},                  // tie between 0 and 2^-9
+      {3 * std::ldexp(1.0, -10), std::ldexp(1.0, -8)}, // tie: to 2 * 2^-9
+      {5 * std::ldexp(1.0, -10), std::ldexp(1.0, -8)}, // tie: to 2 * 2^-9
+      {std::ldexp(1.0, -11), 0.0}};
+  for (auto [x, want] : cases) {
+    INFO("x = " << x);
+    CHECK(roundToE4M3(x) == want);
+  }
+  CHECK_THROWS_AS(roundToE4M3(449.0), std::domain_error);
+  // Exactly the e4m3 values are fixed points. They are multiples of 2^-9:
+  // per sign, 7 subnormals, 14 full binades 2^-6 ... 2^7 of 8 values and
+  // 256 ... 448 (7 values; 480 would be the NaN encoding); and 0.
+  int64_t fixedPoints = 0;
+  for (int64_t i = -448 * 512; i <= 448 * 512; ++i) {
+    double x = i / 512.0;
+    if (roundToE4M3(x) == x)
+      ++fixedPoints;
+  }
+  CHECK(fixedPoints == 2 * (7 + 14 * 8 + 7) + 1);
+}
+
+TEST_CASE("handref FP8 attention with unit descales is softmax attention",
+          "[handref]") {
+  Dense q = randomTensor({1, 2, 4, 8}, 131, -4, 4), k = randomTensor({1, 2, 6, 8}, 132, -4, 4);
+  Dense v = randomTensor({1, 2, 6, 3}, 133, -4, 4);
+  for (Dense *t : {&q, &k, &v})
+    for (double &x : t->data)
+      x = attn::handref::roundToE4M3(x);
+  Dense ones = zeros({1, 2});
+  for (double &x : ones.data)
+    x = 1;
+  SoftmaxOptions opt;
+  opt.scale = 0.25;
+  AttnOut want = softmaxAttention(q, k, v, opt);
+  AttnOut out = attn::handref::fp8Attention(q, k, v, ones, ones, ones, 0.25);
+  CHECK(maxAbsDiff(out.o, want.o) <= 1e-12);
+  CHECK(maxAbsDiff(out.lse, want.lse) <= 1e-12);
+  // Descales: q_descale = 2 equals q * 2; v_descale = 3 scales O by 3.
+  Dense two = ones, three = ones;
+  for (double &x : two.data)
+    x = 2;
+  for (double &x : three.data)
+    x = 3;
+  Dense q2 = q;
+  for (double &x : q2.data)
+    x *= 2;
+  AttnOut scaled = attn::handref::fp8Attention(q, k, v, two, ones, three, 0.25);
+  AttnOut want2 = softmaxAttention(q2, k, v, opt);
+  for (size_t i = 0; i < want2.o.data.size(); ++i)
+    CHECK(scaled.o.data[i] == Approx(3 * want2.o.data[i]).epsilon(0).margin(1e-12));
+  CHECK(maxAbsDiff(scaled.lse, want2.lse) <= 1e-12);
+}
+
+TEST_CASE("handref backward equals finite differences of the forward",
+          "[handref]") {
+  const int64_t B = 1, H = 2, M = 4, P = 5, E = 3, F = 2;
+  const double scale = 0.6;
+  Dense q = randomTensor({B, H, M, E}, 141), k = randomTensor({B, H, P, E}, 142);
+  Dense v = randomTensor({B, H, P, F}, 143), dout = randomTensor({B, H, M, F}, 144);
+  for (bool causal : {false, true}) {
+    INFO("causal = " << causal);
+    SoftmaxOptions opt;
+    opt.scale = scale;
+    opt.mask = causal ? Mask::CausalTopLeft : Mask::None;
+    // L = sum dout * O
+    auto loss = [&](const Dense &qq, const Dense &kk, const Dense &vv) {
+      AttnOut out = softmaxAttention(qq, kk, vv, opt);
+      double l = 0;
+      for (size_t i = 0; i < out.o.data.size(); ++i)
+        l += dout.data[i] * out.o.data[i];
+      return l;
+    };
+    AttnGrads g = attn::handref::attentionBackward(q, k, v, dout, causal, scale);
+    const double step = 1e-5;
+    auto check = [&](Dense &x, const Dense &grad, int which) {
+      for (size_t i = 0; i < x.data.size(); ++i) {
+        const double saved = x.data[i];
+        x.data[i] = saved + step;
+        double up = which == 0 ? loss(x, k, v) : which == 1 ? loss(q, x, v) : loss(q, k, x);
+        x.data[i] = saved - step;
+        double down = which == 0 ? loss(x, k, v) : which == 1 ? loss(q, x, v) : loss(q, k, x);
+        x.data[i] = saved;
+        CHECK(grad.data[i] == Approx((up - down) / (2 * step)).epsilon(0).margin(1e-8));
+      }
+    };
+    Dense qc = q, kc = k, vc = v;
+    check(qc, g.dq, 0);
+    check(kc, g.dk, 1);
+    check(vc, g.dv, 2);
+  }
+  // Causal: key P - 1 > M - 1 is seen by no query, so its gradients are 0.
+  AttnGrads g = attn::handref::attentionBackward(q, k, v, dout, true, scale);
+  CHECK(g.dk.at({0, 1, 4, 2}) == 0);
+  CHECK(g.dv.at({0, 1, 4, 1}) == 0);
 }
