@@ -259,6 +259,29 @@ struct DeriveOnlinePass
       for (const std::string &r : before.getRanks())
         if (before.getPassCount(r) > target)
           candidates.push_back(r);
+      // Only a rank that some max or min reduces has a softmax-like chain
+      // to derive (the head dims of a backward pass are read twice, but
+      // nothing there needs a correction).
+      SmallVector<std::string> withMax;
+      for (const std::string &r : candidates) {
+        bool reducedByMax = false;
+        cascade.walk([&](EinsumOp op) {
+          if (op.getReducer() != Reducer::None && op.getReducer() != Reducer::Sum &&
+              llvm::is_contained(op.getReduced().getAsValueRange<StringAttr>(), r))
+            reducedByMax = true;
+        });
+        if (reducedByMax)
+          withMax.push_back(r);
+      }
+      if (!candidates.empty() && withMax.empty()) {
+        emitRemark(cascade.getLoc())
+            << "nothing to derive: no max or min reduces "
+            << llvm::join(candidates, ", ")
+            << " (the rank(s) with more than " << target
+            << " pass(es)); name a rank with rank=<name> to try anyway";
+        return success();
+      }
+      candidates = withMax;
       if (candidates.empty()) {
         emitRemark(cascade.getLoc())
             << "already " << (target == 1 ? "1-pass" : "at most 2-pass")

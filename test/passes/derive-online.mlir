@@ -125,3 +125,17 @@ attn.cascade @linear ranks(m, p, e = 8, f = 8)
   %o = attn.einsum [m, f] = %num[m, f] / %den[m] : f32
   attn.yield %o : !attn.t<[m, f], f32>
 }
+
+// -----
+
+// Two passes over the head dim e (scores, then an output over e, as in a
+// backward pass) but no max or min over e: no correction chain to derive.
+// CHECK-LABEL: attn.cascade @two_passes_no_max
+// CHECK-NOT: partition
+// expected-remark@+1 {{nothing to derive: no max or min reduces e (the rank(s) with more than 1 pass(es)); name a rank with rank=<name> to try anyway}}
+attn.cascade @two_passes_no_max ranks(m, p, e = 8)
+    (%q: !attn.t<[m, e], f32>, %k: !attn.t<[p, e], f32>) -> (dq: !attn.t<[m, e], f32>) {
+  %s = attn.einsum [m, p] = %q[m, e] * %k[p, e] sum(e) : f32
+  %dq = attn.einsum [m, e] = %s[m, p] * %k[p, e] sum(p) : f32
+  attn.yield %dq : !attn.t<[m, e], f32>
+}
