@@ -163,4 +163,60 @@ def AttnSplitKVPass : Pass<"attn-split-kv", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
+  let summary = "Lower cascades to task functions on memrefs for the CPU";
+  let description = [{
+    Replaces every `attn.cascade` by `func.func @<name>_tasks(%sizes,
+    %args..., %begin, %end)` (with `llvm.emit_c_interface`), the function the
+    runtime of a generated library calls from its threads (include/attn/
+    runtime.h, docs/codegen.md).
+
+    **Tasks.** The task ranks are the dynamic ranks that every result has;
+    the row rank is the task rank that indexes none of the operands read
+    with the key rank (the queries), split in tiles of `row-tile` rows. A
+    task is one value of each task rank and one row tile; %sizes holds the
+    size of every declared rank, then one presence flag per argument (an
+    absent optional result is not written).
+
+    **Buffers and placement.** Every Einsum gets a buffer over its output
+    ranks without the task ranks (the row rank as one tile, always the
+    innermost dimension). In a cascade in the 1-pass form of
+    `attn-derive-online` (a partition `p -> p1, p0` and Einsums iterating
+    `p1`), the Einsums over `p1` run in an `scf.for` over the key tiles; the
+    state of an iterative Einsum is kept in two slots (`p1 mod 2` and
+    `(p1 + 1) mod 2`), so both the state before and after the step can be
+    read. Einsums reading no running value run before the loop, those
+    reading a final value (`r[.., |p1|]`) after it. The ragged last key tile
+    and the last row tile are bounded by the sizes.
+
+    **Einsums.** A loop nest over the output ranks, then the reduced ranks;
+    the map expression becomes arith/math ops on f32 (narrower storage types
+    are extended on load and rounded on store), the condition guards the
+    point, and empty elements get the `else` value or the reducer's
+    identity, as the dialect defines. With `vectorize`, an Einsum whose
+    buffer has the row rank runs on vectors of `vector-width` query rows
+    (the condition becomes a select), and a sum over one rank of a product
+    of two loads, one read along the rows, becomes a register-tiled
+    micro-kernel (4 x 4 vectors of `vector.fma`); a tensor read along the
+    rows is packed once per task.
+
+    Unsupported (a located error): gathers, top-k, Einsums over a dynamic
+    rank that is not a task rank, reductions across tasks.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::vector::VectorDialect"];
+  let options = [
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
+           "Rows of the query rank per task">,
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"16",
+           "f32 lanes of a vector register (16: AVX-512, 8: AVX2)">,
+    Option<"vectorize", "vectorize", "bool", /*default=*/"true",
+           "Register-tiled micro-kernels and vector loops (false: scalar)">
+  ];
+}
+
 #endif // ATTN_PASSES_TD

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attn/Dialect.h"
+#include "attn/CodeGen/CPU.h"
 #include "attn/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -48,6 +49,11 @@ int main(int argc, char **argv) {
   mlir::bufferization::registerBufferizationPasses();
   mlir::registerGPUPasses();
   mlir::attn::registerAttnPasses();
+  mlir::PassPipelineRegistration<>(
+      "attn-cpu-to-llvm",
+      "Lower the output of attn-lower-cpu to the LLVM dialect (the pipeline "
+      "attnc runs)",
+      [](mlir::OpPassManager &pm) { mlir::attn::buildCpuToLLVMPipeline(pm); });
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "attn-opt: the attention compiler's optimizer driver\n",
       registry));

@@ -1,0 +1,64 @@
+//===- CPU.h - lowering cascades to CPU code --------------------*- C++ -*-===//
+//
+// attn-lower-cpu turns an attn.cascade (preferably in the 1-pass form that
+// attn-derive-online writes) into a func.func on memrefs built from scf,
+// memref, arith, math and vector ops; buildCpuToLLVMPipeline lowers that to
+// the LLVM dialect. The task decomposition (which ranks the runtime
+// parallelises over, the query tile) is planned here and shared with attnc,
+// which writes it into the kernel descriptor.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTN_CODEGEN_CPU_H
+#define ATTN_CODEGEN_CPU_H
+
+#include "attn/Dialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Pass/PassManager.h"
+
+#include <string>
+
+namespace mlir::attn {
+
+struct CpuLowerOptions {
+  /// Rows of the query (row) rank per task.
+  int64_t rowTile = 64;
+  /// Vector width in f32 lanes (16 for AVX-512, 8 for AVX2).
+  int64_t vectorWidth = 16;
+  /// Use the register-tiled contraction micro-kernels and vectorised
+  /// elementwise loops (off: plain scalar loops, for debugging).
+  bool vectorize = true;
+};
+
+/// How the runtime splits a kernel into tasks: the product of the sizes of
+/// `taskRanks` (declared-rank indices of the cascade), where `rowRank` (one
+/// of them, or -1) counts tiles of `rowTile`.
+struct CpuTaskPlan {
+  llvm::SmallVector<int> taskRanks;
+  int rowRank = -1;
+  int64_t rowTile = 1;
+};
+
+/// Plans the tasks of `cascade`; on failure `why` says what is unsupported.
+FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
+                                    const CpuLowerOptions &options,
+                                    std::string &why);
+
+/// The name of the task function generated for `cascade`.
+std::string cpuTaskFunctionName(CascadeOp cascade);
+
+/// Lowers `cascade` to a new func.func inserted before it (the cascade is
+/// left in place). Emits located errors and returns failure for cascades the
+/// lowering does not support.
+FailureOr<func::FuncOp> lowerCascadeToCpu(CascadeOp cascade,
+                                          const CpuLowerOptions &options);
+
+/// Appends the passes that take the output of attn-lower-cpu to the LLVM
+/// dialect (vector and math lowering, scf to cf, memref, func with C
+/// interfaces, reconcile casts).
+void buildCpuToLLVMPipeline(OpPassManager &pm);
+
+} // namespace mlir::attn
+
+#endif // ATTN_CODEGEN_CPU_H

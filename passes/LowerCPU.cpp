@@ -1,0 +1,1427 @@
+//===- LowerCPU.cpp - attn-lower-cpu ----------------------------------------===//
+//
+// Lowers an attn.cascade to a task function on memrefs:
+//
+//   func.func @<cascade>_tasks(%sizes: memref<?xi64>, %arg0: memref<...>, ...,
+//                              %begin: index, %end: index)
+//
+// which runs the tasks [begin, end) of the decomposition planned by
+// planCpuTasks (one task = one value of every task rank, with the row rank
+// in tiles of `row-tile` rows). The runtime (lib/Runtime) validates the
+// arguments, fills %sizes with the rank sizes and one presence flag per
+// argument, and calls this function from its threads.
+//
+// Inside a task every Einsum of the cascade gets a buffer that holds the part
+// of its result the task needs: its output ranks without the task ranks, the
+// row rank as a tile of `row-tile`, and, for a cascade in the 1-pass form of
+// attn-derive-online (a partition p -> p1, p0 and Einsums iterating p1), the
+// key loop: an scf.for over p1 that evaluates the Einsums over p1 for one
+// key tile. The running state of an iterative Einsum (`r[.., p1 + 1]`) lives
+// in two slots, p1 mod 2 and (p1 + 1) mod 2, so that a read of the state
+// before the step (`r[.., p1]`) after the update still sees the old value.
+// Einsums are placed before the key loop (they read no running value), in it
+// (they iterate p1) or after it (they read a final value `r[.., |p1|]`).
+//
+// Each Einsum is a loop nest over its ranks whose body evaluates the map
+// expression with arith/math ops; the condition guards the point (an scf.if,
+// so masked points load nothing), the reducer combines, and empty elements
+// get the `else` value or the reducer's identity, as the dialect defines.
+// With `vectorize`, Einsums of the shape of a matrix product (a sum of a
+// product of two loads over one reduced rank) are emitted as register-tiled
+// vector.fma micro-kernels (docs/codegen.md) and the other loops over the
+// innermost dimension are vectorised.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attn/CodeGen/CPU.h"
+#include "attn/Passes.h"
+#include "attn/Transforms/GlobalCascade.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Transforms/Passes.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/SmallBitVector.h"
+
+namespace mlir::attn {
+#define GEN_PASS_DEF_ATTNLOWERCPUPASS
+#include "passes/Passes.h.inc"
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Planning
+//===----------------------------------------------------------------------===//
+
+enum class Place { Pre, Loop, Post };
+
+/// The key loop of a cascade in 1-pass form: p -> p1, p0 with Einsums
+/// iterating p1.
+struct KeyLoop {
+  int rank = -1, outer = -1, inner = -1;
+  int64_t tile = 0;
+  bool ragged = false;
+};
+
+/// Output ranks of an Einsum and whether it is iterative (along which).
+struct OutInfo {
+  SmallVector<unsigned> ranks;
+  int iterative = -1;
+};
+
+OutInfo outInfo(const GEinsum &e) {
+  OutInfo info;
+  for (AffineExpr o : e.out) {
+    if (auto add = dyn_cast<AffineBinaryOpExpr>(o)) {
+      info.iterative = cast<AffineDimExpr>(add.getLHS()).getPosition();
+      info.ranks.push_back(info.iterative);
+      continue;
+    }
+    info.ranks.push_back(cast<AffineDimExpr>(o).getPosition());
+  }
+  return info;
+}
+
+/// Every rank whose value an Einsum uses (output ranks first, then the
+/// others in global order).
+SmallVector<unsigned> iteratedRanks(GlobalCascade &gc, const GEinsum &e) {
+  llvm::SetVector<unsigned> out;
+  for (unsigned r : outInfo(e).ranks)
+    out.insert(r);
+  llvm::SmallBitVector used(gc.numRanks());
+  auto note = [&](ExprAttr x) {
+    if (!x)
+      return;
+    walkExpr(x, [&](ExprAttr n) {
+      if (n.getKind() == ExprKind::Index)
+        n.getIndex().walk([&](AffineExpr s) {
+          if (auto d = dyn_cast<AffineDimExpr>(s))
+            used.set(d.getPosition());
+        });
+    });
+  };
+  note(e.expr);
+  note(e.cond);
+  for (unsigned g = 0; g < gc.numRanks(); ++g)
+    if (used.test(g))
+      out.insert(g);
+  return SmallVector<unsigned>(out.begin(), out.end());
+}
+
+KeyLoop findKeyLoop(GlobalCascade &gc) {
+  KeyLoop key;
+  CascadeOp cascade = gc.getCascade();
+  for (unsigned id : gc.body()) {
+    int it = outInfo(gc.einsum(id)).iterative;
+    if (it < 0)
+      continue;
+    for (auto part : cascade.getPartitions().getAsRange<PartitionAttr>()) {
+      if (*gc.rankId(part.getOuter().getValue()) != unsigned(it))
+        continue;
+      key.rank = *gc.rankId(part.getRank().getValue());
+      key.outer = it;
+      key.inner = *gc.rankId(part.getInner().getValue());
+      key.tile = part.getTile();
+      key.ragged = part.getRagged();
+      return key;
+    }
+  }
+  return key;
+}
+
+/// True if a load index of any operand reading `keyRanks` also uses `g`.
+bool indexesKeyOperands(GlobalCascade &gc, unsigned g,
+                        ArrayRef<unsigned> keyRanks) {
+  bool found = false;
+  for (unsigned id : gc.body()) {
+    const GEinsum &e = gc.einsum(id);
+    auto visit = [&](ExprAttr x) {
+      if (!x)
+        return;
+      walkExpr(x, [&](ExprAttr n) {
+        if (n.getKind() != ExprKind::Load || n.getInput() < 0 ||
+            gc.isEinsum(n.getInput()))
+          return;
+        bool key = false, uses = false;
+        for (ExprAttr ix : n.getArgs()) {
+          for (unsigned k : keyRanks)
+            key |= usesRank(ix, k);
+          uses |= usesRank(ix, g);
+        }
+        found |= key && uses;
+      });
+    };
+    visit(e.expr);
+    visit(e.cond);
+  }
+  return found;
+}
+
+FailureOr<CpuTaskPlan> planTasks(GlobalCascade &gc,
+                                 const CpuLowerOptions &options,
+                                 std::string &why) {
+  CascadeOp cascade = gc.getCascade();
+  unsigned declared = cascade.getRanks().size();
+  CpuTaskPlan plan;
+  if (gc.yields().empty()) {
+    why = "the cascade yields nothing";
+    return failure();
+  }
+  // Task ranks: the dynamic ranks every result has.
+  for (unsigned g = 0; g < declared; ++g) {
+    if (gc.staticSize(g))
+      continue;
+    bool inAll = true;
+    for (unsigned y : gc.yields()) {
+      auto ranks = gc.valueRanks(y);
+      inAll &= llvm::is_contained(ranks, g);
+    }
+    if (inAll)
+      plan.taskRanks.push_back(g);
+  }
+  // The row rank: a task rank that indexes no operand the key ranks index
+  // (the queries, not the heads or the batch); the last such in the first
+  // result's order.
+  KeyLoop key = findKeyLoop(gc);
+  SmallVector<unsigned> keyRanks;
+  if (key.rank >= 0)
+    keyRanks = {unsigned(key.rank), unsigned(key.outer), unsigned(key.inner)};
+  for (unsigned r : gc.valueRanks(gc.yields().front())) {
+    if (!llvm::is_contained(plan.taskRanks, int(r)))
+      continue;
+    if (!keyRanks.empty() && indexesKeyOperands(gc, r, keyRanks))
+      continue;
+    plan.rowRank = r;
+  }
+  plan.rowTile = plan.rowRank >= 0 ? std::max<int64_t>(1, options.rowTile) : 1;
+  return plan;
+}
+
+//===----------------------------------------------------------------------===//
+// Code generation
+//===----------------------------------------------------------------------===//
+
+struct Buffer {
+  Place place = Place::Pre;
+  /// Global ranks of the buffer's dimensions (after the slot dimension of an
+  /// iterative Einsum).
+  SmallVector<unsigned> dims;
+  SmallVector<int64_t> extents;
+  bool iterative = false;
+  Value mem;
+};
+
+class CpuLowering {
+public:
+  CpuLowering(CascadeOp cascade, const CpuLowerOptions &options)
+      : cascade(cascade), gc(cascade), options(options),
+        b(cascade->getContext()), loc(cascade.getLoc()) {}
+
+  FailureOr<func::FuncOp> run();
+
+private:
+  // Planning.
+  LogicalResult place();
+  bool isTaskFixed(unsigned g) const {
+    return llvm::is_contained(plan.taskRanks, int(g)) && int(g) != plan.rowRank;
+  }
+  std::optional<int64_t> localExtent(unsigned g) const;
+
+  // Helpers.
+  Value cIndex(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value cF32(double v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(v)));
+  }
+  Value minIndex(Value a, Value c) { return arith::MinSIOp::create(b, loc, a, c); }
+  Type shaped(Type elem, Value like);
+  Value like(Value scalar, Value other);
+  void unify(Value &x, Value &y);
+  Value toF32(Value v);
+  Value fromF32(Value v, Type t);
+  Value asBool(Value v);
+  Value asFloat(Value v);
+
+  // Index and expression evaluation at the current point.
+  Value emitAffine(AffineExpr e);
+  Value emitIndexExpr(ExprAttr ix);
+  Value emitExpr(ExprAttr e);
+  Value emitLoad(ExprAttr load);
+  Value combine(Reducer r, Value acc, Value v);
+  double identity(Reducer r) const;
+
+  // Loop nests.
+  void forRanks(ArrayRef<unsigned> ranks, function_ref<void()> body);
+  SmallVector<Value> reduceOver(ArrayRef<unsigned> ranks, ValueRange init,
+                                function_ref<SmallVector<Value>(ValueRange)> body);
+  struct LoopRange {
+    Value ub;
+    Value base; // global value = base + iv (null: iv)
+  };
+  LoopRange rangeOf(unsigned g);
+
+  void emitEinsum(unsigned id);
+  bool vectorizable(unsigned id);
+  void withLanes(function_ref<void()> body);
+  void setLanes(Value base);
+  void clearLanes();
+
+  /// A sum over one rank k of A * B * scale into a buffer [i, row]: B is
+  /// read as vectors along the row rank (a buffer [k, row], or a tensor
+  /// packed per task into one), A as scalars; conditions free of k apply
+  /// after the sum.
+  struct Contraction {
+    ExprAttr a, b, post;
+    double scale = 1.0;
+    unsigned i = 0, k = 0;
+    int pack = -1;
+  };
+  struct Pack {
+    unsigned einsum;
+    ExprAttr load;
+    unsigned k;
+    Value mem;
+  };
+  std::optional<Contraction> matchContraction(unsigned id);
+  void emitContraction(unsigned id, const Contraction &c);
+  void emitPack(Pack &p);
+  llvm::DenseMap<unsigned, Contraction> contractions;
+  SmallVector<Pack> packs;
+  void emitInitState(unsigned id);
+  void emitCopyOut(unsigned result, Value present);
+  Value slotIndex(Value step);
+
+  bool fail(Location l, const Twine &msg) {
+    if (!hadError)
+      emitError(l) << msg;
+    hadError = true;
+    return false;
+  }
+
+  CascadeOp cascade;
+  GlobalCascade gc;
+  CpuLowerOptions options;
+  OpBuilder b;
+  Location loc;
+  CpuTaskPlan plan;
+  KeyLoop key;
+  bool hadError = false;
+
+  llvm::DenseMap<unsigned, Buffer> buffers;
+  SmallVector<unsigned> pre, loop, post;
+
+  // Values during code generation.
+  SmallVector<Value> rankSize;         // per global rank
+  llvm::DenseMap<unsigned, Value> rankValue; // global value of a rank
+  llvm::DenseMap<unsigned, Value> rankLocal; // index within the buffer
+  SmallVector<Value> argMems;
+  Value rowBase, rowValid, keyValid, keyStep;
+  unsigned currentId = 0;
+  /// Vector lanes along the row rank in the Einsum being emitted (0: scalar).
+  int64_t lanes = 0;
+};
+
+std::optional<int64_t> CpuLowering::localExtent(unsigned g) const {
+  if (int(g) == plan.rowRank)
+    return plan.rowTile;
+  if (int(g) == key.inner)
+    return key.tile;
+  if (auto s = gc.staticSize(g))
+    return *s;
+  return std::nullopt;
+}
+
+LogicalResult CpuLowering::place() {
+  std::string why;
+  auto p = planTasks(gc, options, why);
+  if (failed(p))
+    return emitError(loc) << "attn-lower-cpu: " << why;
+  plan = *p;
+  key = findKeyLoop(gc);
+
+  for (unsigned id : gc.body()) {
+    GEinsum &e = gc.einsum(id);
+    OutInfo out = outInfo(e);
+    Buffer buf;
+    buf.iterative = out.iterative >= 0;
+    if (buf.iterative && out.iterative != key.outer)
+      return emitError(e.loc) << "attn-lower-cpu: '" << e.name
+                              << "' iterates a rank that is not the key tile "
+                                 "loop of a partition";
+    bool inLoop = key.outer >= 0 && llvm::is_contained(out.ranks, key.outer);
+    bool readsLoop = false, readsFinal = false, readsPost = false;
+    auto visit = [&](ExprAttr x) {
+      if (!x)
+        return;
+      walkExpr(x, [&](ExprAttr n) {
+        if (n.getKind() != ExprKind::Load || n.getInput() < 0 ||
+            !gc.isEinsum(n.getInput()))
+          return;
+        const Buffer &src = buffers[n.getInput()];
+        if (src.place == Place::Post)
+          readsPost = true;
+        if (src.place == Place::Loop) {
+          readsLoop = true;
+          if (src.iterative)
+            for (ExprAttr ix : n.getArgs())
+              if (ix.getKind() == ExprKind::Index &&
+                  ix.getIndex() == gc.sym(key.outer))
+                readsFinal = true;
+        }
+      });
+    };
+    visit(e.expr);
+    visit(e.cond);
+    if (inLoop)
+      buf.place = Place::Loop;
+    else if (readsFinal || readsPost)
+      buf.place = Place::Post;
+    else if (readsLoop)
+      return emitError(e.loc)
+             << "attn-lower-cpu: '" << e.name
+             << "' reads a value of the key loop without iterating it";
+    else
+      buf.place = Place::Pre;
+
+    for (unsigned r : out.ranks) {
+      if (isTaskFixed(r) || int(r) == key.outer)
+        continue;
+      std::optional<int64_t> ext = localExtent(r);
+      if (!ext)
+        return emitError(e.loc)
+               << "attn-lower-cpu: '" << e.name << "' has the rank "
+               << gc.rankName(r)
+               << " of dynamic size in its result but not among the task "
+                  "ranks; not supported yet";
+      if (int(r) == key.inner && buf.place != Place::Loop)
+        return emitError(e.loc) << "attn-lower-cpu: '" << e.name
+                                << "' iterates the key tile rank outside "
+                                   "the key loop";
+      buf.dims.push_back(r);
+      buf.extents.push_back(*ext);
+    }
+    // The row rank is the innermost dimension of every buffer: vectors run
+    // across query rows (docs/codegen.md).
+    for (unsigned k = 0; k + 1 < buf.dims.size(); ++k)
+      if (int(buf.dims[k]) == plan.rowRank) {
+        buf.dims.push_back(buf.dims[k]);
+        buf.extents.push_back(buf.extents[k]);
+        buf.dims.erase(buf.dims.begin() + k);
+        buf.extents.erase(buf.extents.begin() + k);
+        break;
+      }
+    if (e.topk)
+      return emitError(e.loc)
+             << "attn-lower-cpu: top-k populate actions are not supported "
+                "yet";
+    auto checkGathers = [&](ExprAttr x) -> bool {
+      bool ok = true;
+      if (x)
+        walkExpr(x, [&](ExprAttr n) {
+          if (n.getKind() == ExprKind::Load)
+            for (ExprAttr ix : n.getArgs())
+              ok &= ix.getKind() == ExprKind::Index;
+        });
+      return ok;
+    };
+    if (!checkGathers(e.expr) || !checkGathers(e.cond))
+      return emitError(e.loc) << "attn-lower-cpu: '" << e.name
+                              << "' gathers (an index loaded from a tensor); "
+                                 "not supported yet";
+    buffers[id] = buf;
+    (buf.place == Place::Pre    ? pre
+     : buf.place == Place::Loop ? loop
+                                : post)
+        .push_back(id);
+  }
+  for (unsigned y : gc.yields()) {
+    if (!gc.isEinsum(y))
+      return emitError(loc) << "attn-lower-cpu: a result that is an argument "
+                               "is not supported";
+    if (buffers[y].place == Place::Loop)
+      return emitError(gc.einsum(y).loc)
+             << "attn-lower-cpu: a result computed inside the key loop";
+  }
+  for (unsigned id : gc.body())
+    if (auto c = matchContraction(id))
+      contractions[id] = *c;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+
+Type CpuLowering::shaped(Type elem, Value like) {
+  if (auto vt = dyn_cast<VectorType>(like.getType()))
+    return VectorType::get(vt.getShape(), elem);
+  return elem;
+}
+
+Value CpuLowering::like(Value scalar, Value other) {
+  if (auto vt = dyn_cast<VectorType>(other.getType());
+      vt && !isa<VectorType>(scalar.getType()))
+    return vector::BroadcastOp::create(
+        b, loc, VectorType::get(vt.getShape(), scalar.getType()), scalar);
+  return scalar;
+}
+
+void CpuLowering::unify(Value &x, Value &y) {
+  x = like(x, y);
+  y = like(y, x);
+}
+
+Value CpuLowering::toF32(Value v) {
+  Type t = getElementTypeOrSelf(v.getType());
+  Type f32 = shaped(b.getF32Type(), v);
+  if (t.isF32())
+    return v;
+  if (isa<FloatType>(t)) {
+    if (t.getIntOrFloatBitWidth() < 32)
+      return arith::ExtFOp::create(b, loc, f32, v);
+    return arith::TruncFOp::create(b, loc, f32, v);
+  }
+  if (t.isInteger(1))
+    return arith::UIToFPOp::create(b, loc, f32, v);
+  return arith::SIToFPOp::create(b, loc, f32, v);
+}
+
+Value CpuLowering::fromF32(Value v, Type t) {
+  Type st = shaped(t, v);
+  if (t.isF32())
+    return v;
+  if (isa<FloatType>(t)) {
+    if (t.getIntOrFloatBitWidth() < 32)
+      return arith::TruncFOp::create(b, loc, st, v);
+    return arith::ExtFOp::create(b, loc, st, v);
+  }
+  // Integers: round to nearest even and saturate, as the interpreter does.
+  unsigned bits = t.getIntOrFloatBitWidth();
+  double lo = -std::ldexp(1.0, bits - 1), hi = std::ldexp(1.0, bits - 1) - 1;
+  Value r = math::RoundEvenOp::create(b, loc, v);
+  r = arith::MaximumFOp::create(b, loc, r, like(cF32(lo), r));
+  r = arith::MinimumFOp::create(b, loc, r, like(cF32(hi), r));
+  return arith::FPToSIOp::create(b, loc, st, r);
+}
+
+Value CpuLowering::asBool(Value v) {
+  if (getElementTypeOrSelf(v.getType()).isInteger(1))
+    return v;
+  return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNE, v,
+                               like(cF32(0), v));
+}
+
+Value CpuLowering::asFloat(Value v) {
+  if (getElementTypeOrSelf(v.getType()).isInteger(1))
+    return arith::UIToFPOp::create(b, loc, shaped(b.getF32Type(), v), v);
+  return v;
+}
+
+Value CpuLowering::emitAffine(AffineExpr e) {
+  switch (e.getKind()) {
+  case AffineExprKind::DimId: {
+    unsigned g = cast<AffineDimExpr>(e).getPosition();
+    Value v = rankValue.lookup(g);
+    if (!v) {
+      fail(gc.einsum(currentId).loc,
+           "attn-lower-cpu: the value of rank " + gc.rankName(g) +
+               " is not defined here");
+      return cIndex(0);
+    }
+    return v;
+  }
+  case AffineExprKind::SymbolId:
+    return rankSize[cast<AffineSymbolExpr>(e).getPosition()];
+  case AffineExprKind::Constant:
+    return cIndex(cast<AffineConstantExpr>(e).getValue());
+  default:
+    break;
+  }
+  auto bin = cast<AffineBinaryOpExpr>(e);
+  Value l = emitAffine(bin.getLHS()), r = emitAffine(bin.getRHS());
+  unify(l, r);
+  switch (e.getKind()) {
+  case AffineExprKind::Add:
+    return arith::AddIOp::create(b, loc, l, r);
+  case AffineExprKind::Mul:
+    return arith::MulIOp::create(b, loc, l, r);
+  case AffineExprKind::FloorDiv:
+    return arith::FloorDivSIOp::create(b, loc, l, r);
+  case AffineExprKind::CeilDiv:
+    return arith::CeilDivSIOp::create(b, loc, l, r);
+  case AffineExprKind::Mod: {
+    Value rem = arith::RemSIOp::create(b, loc, l, r);
+    Value neg = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, rem,
+                                      like(cIndex(0), rem));
+    return arith::SelectOp::create(b, loc, neg,
+                                     arith::AddIOp::create(b, loc, rem, r), rem);
+  }
+  default:
+    return cIndex(0);
+  }
+}
+
+Value CpuLowering::emitIndexExpr(ExprAttr ix) {
+  return emitAffine(ix.getIndex());
+}
+
+Value CpuLowering::slotIndex(Value step) {
+  return arith::RemUIOp::create(b, loc, step, cIndex(2));
+}
+
+Value CpuLowering::emitLoad(ExprAttr load) {
+  int64_t id = load.getInput() < 0 ? currentId : load.getInput();
+  const GEinsum &self = gc.einsum(currentId);
+  if (!gc.isEinsum(id)) {
+    SmallVector<Value> idx;
+    for (ExprAttr ix : load.getArgs())
+      idx.push_back(emitIndexExpr(ix));
+    return toF32(memref::LoadOp::create(b, loc, argMems[id], idx));
+  }
+  const Buffer &buf = buffers[id];
+  SmallVector<unsigned> ranks = gc.valueRanks(id);
+  SmallVector<Value> idx;
+  Value slot;
+  auto unsupported = [&](unsigned r) {
+    fail(self.loc, "attn-lower-cpu: '" + self.name + "' reads '" +
+                       gc.valueName(id) + "' at another " + gc.rankName(r) +
+                       " than its own; not supported yet");
+    return cF32(0);
+  };
+  llvm::DenseMap<unsigned, Value> local;
+  for (auto [ix, r] : llvm::zip(load.getArgs(), ranks)) {
+    AffineExpr a = ix.getIndex();
+    if (buf.iterative && int(r) == key.outer) {
+      if (a == gc.dim(r))
+        slot = slotIndex(keyStep);
+      else if (a == gc.dim(r) + 1)
+        slot = slotIndex(arith::AddIOp::create(b, loc, keyStep, cIndex(1)));
+      else if (a == gc.sym(r))
+        slot = slotIndex(rankSize[r]);
+      else
+        return unsupported(r);
+      continue;
+    }
+    if (isTaskFixed(r) || int(r) == key.outer) {
+      // Dropped from the buffer: the reader must be at the same point.
+      if (a != gc.dim(r) || !rankValue.count(r) || rankLocal.count(r))
+        return unsupported(r);
+      if (int(r) == key.outer && buffers[currentId].place != Place::Loop)
+        return unsupported(r);
+      continue;
+    }
+    if (int(r) == plan.rowRank) {
+      if (a != gc.dim(r) || !rankLocal.count(r))
+        return unsupported(r);
+      local[r] = rankLocal.lookup(r);
+      continue;
+    }
+    local[r] = emitIndexExpr(ix);
+  }
+  if (slot)
+    idx.push_back(slot);
+  for (unsigned r : buf.dims)
+    idx.push_back(local.lookup(r));
+  if (lanes && !buf.dims.empty() && int(buf.dims.back()) == plan.rowRank)
+    return toF32(vector::LoadOp::create(
+        b, loc, VectorType::get({lanes}, cast<MemRefType>(buf.mem.getType()).getElementType()),
+        buf.mem, idx));
+  return toF32(memref::LoadOp::create(b, loc, buf.mem, idx));
+}
+
+Value CpuLowering::emitExpr(ExprAttr e) {
+  auto arg = [&](unsigned i) { return emitExpr(e.getArgs()[i]); };
+  auto farg = [&](unsigned i) { return asFloat(arg(i)); };
+  using P = arith::CmpFPredicate;
+  auto cmp = [&](P p) -> Value {
+    Value l = farg(0), r = farg(1);
+    unify(l, r);
+    return arith::CmpFOp::create(b, loc, p, l, r);
+  };
+  switch (e.getKind()) {
+  case ExprKind::Const:
+    return cF32(e.getConstValue());
+  case ExprKind::Index: {
+    Value i = emitAffine(e.getIndex());
+    Value i64 = arith::IndexCastOp::create(b, loc, shaped(b.getI64Type(), i), i);
+    return arith::SIToFPOp::create(b, loc, shaped(b.getF32Type(), i), i64);
+  }
+  case ExprKind::Load:
+    return emitLoad(e);
+  case ExprKind::Add: { Value l = farg(0), r = farg(1); unify(l, r); return arith::AddFOp::create(b, loc, l, r); }
+  case ExprKind::Sub: { Value l = farg(0), r = farg(1); unify(l, r); return arith::SubFOp::create(b, loc, l, r); }
+  case ExprKind::Mul: { Value l = farg(0), r = farg(1); unify(l, r); return arith::MulFOp::create(b, loc, l, r); }
+  case ExprKind::Div: { Value l = farg(0), r = farg(1); unify(l, r); return arith::DivFOp::create(b, loc, l, r); }
+  case ExprKind::Neg: return arith::NegFOp::create(b, loc, farg(0));
+  case ExprKind::Max: { Value l = farg(0), r = farg(1); unify(l, r); return arith::MaximumFOp::create(b, loc, l, r); }
+  case ExprKind::Min: { Value l = farg(0), r = farg(1); unify(l, r); return arith::MinimumFOp::create(b, loc, l, r); }
+  case ExprKind::FloorDiv: {
+    Value l = farg(0), r = farg(1);
+    unify(l, r);
+    return math::FloorOp::create(b, loc, arith::DivFOp::create(b, loc, l, r));
+  }
+  case ExprKind::Mod: {
+    Value l = farg(0), r = farg(1);
+    unify(l, r);
+    Value q = math::FloorOp::create(b, loc, arith::DivFOp::create(b, loc, l, r));
+    return arith::SubFOp::create(b, loc, l, arith::MulFOp::create(b, loc, r, q));
+  }
+  case ExprKind::Exp: return math::ExpOp::create(b, loc, farg(0));
+  case ExprKind::Exp2: return math::Exp2Op::create(b, loc, farg(0));
+  case ExprKind::Log: return math::LogOp::create(b, loc, farg(0));
+  case ExprKind::Log2: return math::Log2Op::create(b, loc, farg(0));
+  case ExprKind::Tanh: return math::TanhOp::create(b, loc, farg(0));
+  case ExprKind::Sigmoid: {
+    Value x = farg(0);
+    Value ex = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
+    Value one = like(cF32(1), ex);
+    return arith::DivFOp::create(b, loc, one,
+                                 arith::AddFOp::create(b, loc, one, ex));
+  }
+  case ExprKind::Sqrt: return math::SqrtOp::create(b, loc, farg(0));
+  case ExprKind::Abs: return math::AbsFOp::create(b, loc, farg(0));
+  case ExprKind::Round: return math::RoundEvenOp::create(b, loc, farg(0));
+  case ExprKind::Floor: return math::FloorOp::create(b, loc, farg(0));
+  case ExprKind::Pow: { Value l = farg(0), r = farg(1); unify(l, r); return math::PowFOp::create(b, loc, l, r); }
+  case ExprKind::Cast: {
+    Type t = e.getCastType();
+    return toF32(fromF32(farg(0), t));
+  }
+  case ExprKind::Select: {
+    Value c = asBool(arg(0));
+    Value t = farg(1), f = farg(2);
+    unify(t, f);
+    unify(c, t);
+    unify(c, f);
+    return arith::SelectOp::create(b, loc, c, t, f);
+  }
+  case ExprKind::Lt: return cmp(P::OLT);
+  case ExprKind::Le: return cmp(P::OLE);
+  case ExprKind::Gt: return cmp(P::OGT);
+  case ExprKind::Ge: return cmp(P::OGE);
+  case ExprKind::Eq: return cmp(P::OEQ);
+  case ExprKind::Ne: return cmp(P::UNE);
+  case ExprKind::And: {
+    Value l = asBool(arg(0)), r = asBool(arg(1));
+    unify(l, r);
+    return arith::AndIOp::create(b, loc, l, r);
+  }
+  case ExprKind::Or: {
+    Value l = asBool(arg(0)), r = asBool(arg(1));
+    unify(l, r);
+    return arith::OrIOp::create(b, loc, l, r);
+  }
+  case ExprKind::Not: {
+    Value x = asBool(arg(0));
+    Value one = like(arith::ConstantOp::create(b, loc, b.getBoolAttr(true)), x);
+    return arith::XOrIOp::create(b, loc, x, one);
+  }
+  }
+  return cF32(0);
+}
+
+double CpuLowering::identity(Reducer r) const {
+  switch (r) {
+  case Reducer::Max: return -INFINITY;
+  case Reducer::Min: return INFINITY;
+  default: return 0.0;
+  }
+}
+
+Value CpuLowering::combine(Reducer r, Value acc, Value v) {
+  unify(acc, v);
+  switch (r) {
+  case Reducer::Max: return arith::MaximumFOp::create(b, loc, acc, v);
+  case Reducer::Min: return arith::MinimumFOp::create(b, loc, acc, v);
+  default: return arith::AddFOp::create(b, loc, acc, v);
+  }
+}
+
+CpuLowering::LoopRange CpuLowering::rangeOf(unsigned g) {
+  if (int(g) == plan.rowRank && rowBase)
+    return {rowValid, rowBase};
+  if (int(g) == key.inner && keyValid)
+    return {keyValid, Value()};
+  return {rankSize[g], Value()};
+}
+
+void CpuLowering::forRanks(ArrayRef<unsigned> ranks, function_ref<void()> body) {
+  if (ranks.empty())
+    return body();
+  unsigned g = ranks.front();
+  LoopRange range = rangeOf(g);
+  auto loopOp = scf::ForOp::create(b, loc, cIndex(0), range.ub, cIndex(1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loopOp.getBody());
+  Value iv = loopOp.getInductionVar();
+  rankValue[g] = range.base ? arith::AddIOp::create(b, loc, range.base, iv) : iv;
+  rankLocal[g] = iv;
+  forRanks(ranks.drop_front(), body);
+  rankValue.erase(g);
+  rankLocal.erase(g);
+}
+
+SmallVector<Value> CpuLowering::reduceOver(
+    ArrayRef<unsigned> ranks, ValueRange init,
+    function_ref<SmallVector<Value>(ValueRange)> body) {
+  if (ranks.empty())
+    return body(init);
+  unsigned g = ranks.front();
+  LoopRange range = rangeOf(g);
+  auto loopOp = scf::ForOp::create(b, loc, cIndex(0), range.ub, cIndex(1), init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loopOp.getBody());
+    Value iv = loopOp.getInductionVar();
+    rankValue[g] = range.base ? arith::AddIOp::create(b, loc, range.base, iv) : iv;
+    // A reduced rank has no position in the reader's own buffer.
+    SmallVector<Value> next =
+        reduceOver(ranks.drop_front(), loopOp.getRegionIterArgs(), body);
+    scf::YieldOp::create(b, loc, next);
+    rankValue.erase(g);
+  }
+  return SmallVector<Value>(loopOp.getResults());
+}
+
+void CpuLowering::emitEinsum(unsigned id) {
+  currentId = id;
+  GEinsum &e = gc.einsum(id);
+  Buffer &buf = buffers[id];
+  OutInfo out = outInfo(e);
+  SmallVector<unsigned> outLoops, redRanks;
+  for (unsigned r : out.ranks)
+    if (!isTaskFixed(r) && int(r) != key.outer)
+      outLoops.push_back(r);
+  for (unsigned r : iteratedRanks(gc, e))
+    if (!llvm::is_contained(out.ranks, r))
+      redRanks.push_back(r);
+  for (unsigned r : redRanks)
+    if (isTaskFixed(r) || int(r) == key.outer || int(r) == plan.rowRank) {
+      fail(e.loc, "attn-lower-cpu: '" + e.name + "' reduces the rank " +
+                      gc.rankName(r) + " across tasks; not supported yet");
+      return;
+    }
+  if (auto it = contractions.find(id); it != contractions.end())
+    return emitContraction(id, it->second);
+
+  bool vec = vectorizable(id);
+  if (vec)
+    llvm::erase(outLoops, unsigned(plan.rowRank));
+
+  auto point = [&] {
+    Value result;
+    Value fillV = cF32(e.fill ? *e.fill : identity(e.reducer));
+    if (e.reducer == Reducer::None) {
+      if (e.cond && vec) {
+        // All lanes are evaluated; the condition selects.
+        Value c = asBool(emitExpr(e.cond));
+        Value v = asFloat(emitExpr(e.expr));
+        unify(v, fillV);
+        unify(c, v);
+        unify(c, fillV);
+        result = arith::SelectOp::create(b, loc, c, v, fillV);
+      } else if (e.cond) {
+        Value c = asBool(emitExpr(e.cond));
+        auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()}, c,
+                                      /*withElse=*/true);
+        {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+          scf::YieldOp::create(b, loc, asFloat(emitExpr(e.expr)));
+          b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+          scf::YieldOp::create(b, loc, fillV);
+        }
+        result = ifOp.getResult(0);
+      } else {
+        result = asFloat(emitExpr(e.expr));
+      }
+    } else {
+      // Accumulator, and whether any point landed (only with an else value).
+      bool track = e.fill.has_value();
+      Value lanesLike = vec ? rankValue.lookup(plan.rowRank) : Value();
+      auto splatIf = [&](Value v) { return lanesLike ? like(v, lanesLike) : v; };
+      SmallVector<Value> init{splatIf(cF32(identity(e.reducer)))};
+      if (track)
+        init.push_back(
+            splatIf(arith::ConstantOp::create(b, loc, b.getBoolAttr(false))));
+      SmallVector<Value> res =
+          reduceOver(redRanks, init, [&](ValueRange acc) -> SmallVector<Value> {
+            if (vec) {
+              Value c = e.cond ? asBool(emitExpr(e.cond)) : Value();
+              Value v = asFloat(emitExpr(e.expr));
+              Value next = combine(e.reducer, acc[0], v);
+              SmallVector<Value> out;
+              if (!c) {
+                out.push_back(next);
+                if (track)
+                  out.push_back(splatIf(
+                      arith::ConstantOp::create(b, loc, b.getBoolAttr(true))));
+                return out;
+              }
+              c = splatIf(c);
+              out.push_back(arith::SelectOp::create(b, loc, c, next, acc[0]));
+              if (track)
+                out.push_back(arith::OrIOp::create(b, loc, acc[1], c));
+              return out;
+            }
+            auto step = [&]() -> SmallVector<Value> {
+              SmallVector<Value> next{
+                  combine(e.reducer, acc[0], asFloat(emitExpr(e.expr)))};
+              if (track)
+                next.push_back(
+                    arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+              return next;
+            };
+            if (!e.cond)
+              return step();
+            Value c = asBool(emitExpr(e.cond));
+            auto ifOp = scf::IfOp::create(b, loc, acc.getTypes(), c, true);
+            OpBuilder::InsertionGuard guard(b);
+            b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+            scf::YieldOp::create(b, loc, step());
+            b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+            scf::YieldOp::create(b, loc, acc);
+            return SmallVector<Value>(ifOp.getResults());
+          });
+      result = res[0];
+      if (track) {
+        Value f = like(fillV, result);
+        result = arith::SelectOp::create(b, loc, res[1], result, f);
+      }
+    }
+    SmallVector<Value> idx;
+    if (buf.iterative)
+      idx.push_back(slotIndex(arith::AddIOp::create(b, loc, keyStep, cIndex(1))));
+    for (unsigned r : buf.dims)
+      idx.push_back(rankLocal.lookup(r));
+    if (vec) {
+      result = like(result, rankValue.lookup(plan.rowRank));
+      vector::StoreOp::create(b, loc, fromF32(result, e.elemType), buf.mem, idx);
+    } else {
+      memref::StoreOp::create(b, loc, fromF32(result, e.elemType), buf.mem, idx);
+    }
+  };
+
+  forRanks(outLoops, [&] {
+    if (!vec)
+      return point();
+    withLanes(point);
+  });
+}
+
+void CpuLowering::withLanes(function_ref<void()> body) {
+  int64_t w = options.vectorWidth;
+  auto laneLoop = scf::ForOp::create(b, loc, cIndex(0), cIndex(plan.rowTile),
+                                     cIndex(w));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(laneLoop.getBody());
+  setLanes(laneLoop.getInductionVar());
+  body();
+  clearLanes();
+}
+
+void CpuLowering::setLanes(Value base) {
+  int64_t w = options.vectorWidth;
+  auto vt = VectorType::get({w}, b.getIndexType());
+  SmallVector<APInt> iota;
+  for (int64_t l = 0; l < w; ++l)
+    iota.push_back(APInt(64, l));
+  Value iotaV = arith::ConstantOp::create(
+      b, loc, vt, DenseElementsAttr::get(vt, ArrayRef<APInt>(iota)));
+  Value first = arith::AddIOp::create(b, loc, rowBase, base);
+  rankLocal[plan.rowRank] = base;
+  rankValue[plan.rowRank] =
+      arith::AddIOp::create(b, loc, like(first, iotaV), iotaV);
+  lanes = w;
+}
+
+void CpuLowering::clearLanes() {
+  rankLocal.erase(plan.rowRank);
+  rankValue.erase(plan.rowRank);
+  lanes = 0;
+}
+
+bool CpuLowering::vectorizable(unsigned id) {
+  if (!options.vectorize || plan.rowRank < 0 || options.vectorWidth < 2 ||
+      plan.rowTile % options.vectorWidth != 0)
+    return false;
+  const Buffer &buf = buffers[id];
+  if (buf.dims.empty() || int(buf.dims.back()) != plan.rowRank)
+    return false;
+  const GEinsum &e = gc.einsum(id);
+  bool ok = true;
+  auto visit = [&](ExprAttr x) {
+    if (!x)
+      return;
+    walkExpr(x, [&](ExprAttr n) {
+      if (n.getKind() != ExprKind::Load || n.getInput() < 0 ||
+          gc.isEinsum(n.getInput()))
+        return;
+      // A tensor read along the row rank would need a gather.
+      for (ExprAttr ix : n.getArgs())
+        ok &= !usesRank(ix, plan.rowRank);
+    });
+  };
+  visit(e.expr);
+  visit(e.cond);
+  return ok;
+}
+
+/// The factors of a product: loads and constants.
+static bool productFactors(ExprAttr x, SmallVectorImpl<ExprAttr> &loads,
+                           double &scale) {
+  switch (x.getKind()) {
+  case ExprKind::Mul:
+    return productFactors(x.getArgs()[0], loads, scale) &&
+           productFactors(x.getArgs()[1], loads, scale);
+  case ExprKind::Const:
+    scale *= x.getConstValue();
+    return true;
+  case ExprKind::Load:
+    loads.push_back(x);
+    return true;
+  default:
+    return false;
+  }
+}
+
+static bool loadUses(ExprAttr load, unsigned g) {
+  for (ExprAttr ix : load.getArgs())
+    if (usesRank(ix, g))
+      return true;
+  return false;
+}
+
+std::optional<CpuLowering::Contraction>
+CpuLowering::matchContraction(unsigned id) {
+  if (!options.vectorize || plan.rowRank < 0 || options.vectorWidth < 2 ||
+      plan.rowTile % options.vectorWidth != 0)
+    return std::nullopt;
+  const GEinsum &e = gc.einsum(id);
+  const Buffer &buf = buffers[id];
+  unsigned row = plan.rowRank;
+  if (e.reducer != Reducer::Sum || buf.iterative || buf.dims.size() != 2 ||
+      buf.dims[1] != row)
+    return std::nullopt;
+  OutInfo out = outInfo(e);
+  SmallVector<unsigned> red;
+  for (unsigned r : iteratedRanks(gc, e))
+    if (!llvm::is_contained(out.ranks, r))
+      red.push_back(r);
+  if (red.size() != 1)
+    return std::nullopt;
+  Contraction c;
+  c.i = buf.dims[0];
+  c.k = red[0];
+  if (!localExtent(c.k) || int(c.k) == plan.rowRank)
+    return std::nullopt;
+  SmallVector<ExprAttr> loads;
+  c.scale = 1.0;
+  if (!productFactors(e.expr, loads, c.scale) || loads.size() != 2)
+    return std::nullopt;
+  if (loadUses(loads[0], row))
+    std::swap(loads[0], loads[1]);
+  c.a = loads[0];
+  c.b = loads[1];
+  if (c.a.getInput() < 0 || c.b.getInput() < 0 || loadUses(c.a, row) ||
+      !loadUses(c.b, row) || loadUses(c.b, c.i) || !loadUses(c.a, c.i))
+    return std::nullopt;
+  if (e.cond) {
+    if (usesRank(e.cond, c.k))
+      return std::nullopt;
+    // Evaluated on vectors of rows: no tensor read along the rows.
+    bool gathers = false;
+    walkExpr(e.cond, [&](ExprAttr n) {
+      gathers |= n.getKind() == ExprKind::Load &&
+                 (n.getInput() < 0 || !gc.isEinsum(n.getInput())) &&
+                 loadUses(n, row);
+    });
+    if (gathers)
+      return std::nullopt;
+    c.post = e.cond;
+  }
+  unsigned bId = c.b.getInput();
+  if (gc.isEinsum(bId)) {
+    // A buffer laid out [k, row], read at (k, row).
+    const Buffer &src = buffers[bId];
+    if (src.iterative || src.dims.size() != 2 || src.dims[0] != c.k ||
+        src.dims[1] != row)
+      return std::nullopt;
+    SmallVector<unsigned> ranks = gc.valueRanks(bId);
+    for (auto [ix, r] : llvm::zip(c.b.getArgs(), ranks))
+      if ((r == c.k || r == row) && ix.getIndex() != gc.dim(r))
+        return std::nullopt;
+    return c;
+  }
+  // A tensor: packed once per task as [k, row] (it must not depend on the
+  // key loop, and k must have a static size).
+  if (key.rank >= 0 && (loadUses(c.b, key.rank) || loadUses(c.b, key.outer) ||
+                        loadUses(c.b, key.inner)))
+    return std::nullopt;
+  if (!gc.staticSize(c.k))
+    return std::nullopt;
+  c.pack = packs.size();
+  packs.push_back({id, c.b, c.k, Value()});
+  return c;
+}
+
+void CpuLowering::emitPack(Pack &p) {
+  currentId = p.einsum;
+  unsigned row = plan.rowRank;
+  SmallVector<unsigned> ranks{row, p.k};
+  forRanks(ranks, [&] {
+    Value v = emitLoad(p.load);
+    memref::StoreOp::create(b, loc, v, p.mem,
+                            ValueRange{rankLocal.lookup(p.k),
+                                       rankLocal.lookup(row)});
+  });
+}
+
+void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
+  GEinsum &e = gc.einsum(id);
+  Buffer &buf = buffers[id];
+  int64_t w = options.vectorWidth;
+  int64_t chunks = plan.rowTile / w;
+  int64_t jb = chunks % 4 == 0 ? 4 : chunks % 2 == 0 ? 2 : 1;
+  auto vt = VectorType::get({w}, b.getF32Type());
+  Value iExt = rangeOf(c.i).ub, kExt = rangeOf(c.k).ub;
+  Value bMem = c.pack >= 0 ? packs[c.pack].mem : buffers[c.b.getInput()].mem;
+  Value fillV = cF32(e.fill ? *e.fill : 0.0);
+
+  auto jLoop = scf::ForOp::create(b, loc, cIndex(0), cIndex(chunks), cIndex(jb));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(jLoop.getBody());
+  Value jo = jLoop.getInductionVar();
+  SmallVector<Value> cols;
+  for (int64_t cc = 0; cc < jb; ++cc)
+    cols.push_back(arith::MulIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, jo, cIndex(cc)), cIndex(w)));
+  Value iMain = arith::MulIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, iExt, cIndex(4)), cIndex(4));
+
+  auto block = [&](int64_t rows, Value lo, Value hi) {
+    auto iLoop = scf::ForOp::create(b, loc, lo, hi, cIndex(rows));
+    OpBuilder::InsertionGuard g2(b);
+    b.setInsertionPointToStart(iLoop.getBody());
+    Value i0 = iLoop.getInductionVar();
+    Value zero = arith::ConstantOp::create(
+        b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
+    SmallVector<Value> init(rows * jb, zero);
+    auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kExt, cIndex(1), init);
+    {
+      OpBuilder::InsertionGuard g3(b);
+      b.setInsertionPointToStart(kLoop.getBody());
+      Value kk = kLoop.getInductionVar();
+      rankValue[c.k] = kk;
+      SmallVector<Value> bv;
+      for (Value col : cols)
+        bv.push_back(vector::LoadOp::create(b, loc, vt, bMem,
+                                            ValueRange{kk, col}));
+      SmallVector<Value> next;
+      for (int64_t r = 0; r < rows; ++r) {
+        rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
+        Value a = vector::BroadcastOp::create(b, loc, vt, emitLoad(c.a));
+        for (int64_t cc = 0; cc < jb; ++cc)
+          next.push_back(vector::FMAOp::create(
+              b, loc, a, bv[cc], kLoop.getRegionIterArgs()[r * jb + cc]));
+      }
+      scf::YieldOp::create(b, loc, next);
+      rankValue.erase(c.k);
+      rankValue.erase(c.i);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      Value ii = arith::AddIOp::create(b, loc, i0, cIndex(r));
+      rankValue[c.i] = ii;
+      for (int64_t cc = 0; cc < jb; ++cc) {
+        Value v = kLoop.getResult(r * jb + cc);
+        if (c.scale != 1.0)
+          v = arith::MulFOp::create(b, loc, v, like(cF32(c.scale), v));
+        if (c.post) {
+          setLanes(cols[cc]);
+          Value cond = asBool(emitExpr(c.post));
+          clearLanes();
+          cond = like(cond, v);
+          v = arith::SelectOp::create(b, loc, cond, v, like(fillV, v));
+        }
+        vector::StoreOp::create(b, loc, fromF32(v, e.elemType), buf.mem,
+                                ValueRange{ii, cols[cc]});
+      }
+      rankValue.erase(c.i);
+    }
+  };
+  block(4, cIndex(0), iMain);
+  block(1, iMain, iExt);
+}
+
+void CpuLowering::emitInitState(unsigned id) {
+  GEinsum &e = gc.einsum(id);
+  Buffer &buf = buffers[id];
+  forRanks(buf.dims, [&] {
+    SmallVector<Value> idx{cIndex(0)};
+    for (unsigned r : buf.dims)
+      idx.push_back(rankLocal.lookup(r));
+    memref::StoreOp::create(b, loc, fromF32(cF32(e.init.value_or(0.0)), e.elemType),
+                              buf.mem, idx);
+  });
+}
+
+void CpuLowering::emitCopyOut(unsigned result, Value present) {
+  unsigned id = gc.yields()[result];
+  Buffer &buf = buffers[id];
+  Value outMem = argMems[gc.numArgs() + result];
+  auto ifOp = scf::IfOp::create(b, loc, present, /*withElse=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  forRanks(buf.dims, [&] {
+    SmallVector<Value> src, dst;
+    for (unsigned r : buf.dims)
+      src.push_back(rankLocal.lookup(r));
+    for (unsigned r : gc.valueRanks(id))
+      dst.push_back(rankValue.lookup(r));
+    Value v = memref::LoadOp::create(b, loc, buf.mem, src);
+    Type outElem = cast<MemRefType>(outMem.getType()).getElementType();
+    memref::StoreOp::create(b, loc, fromF32(toF32(v), outElem), outMem, dst);
+  });
+}
+
+FailureOr<func::FuncOp> CpuLowering::run() {
+  if (failed(place()))
+    return failure();
+  MLIRContext *ctx = cascade->getContext();
+  b.setInsertionPoint(cascade);
+
+  // Signature.
+  auto dynMemref = [&](ArrayRef<int64_t> shapeRank, Type elem) {
+    SmallVector<int64_t> shape(shapeRank.size(), ShapedType::kDynamic);
+    auto layout = StridedLayoutAttr::get(
+        ctx, ShapedType::kDynamic,
+        SmallVector<int64_t>(shapeRank.size(), ShapedType::kDynamic));
+    return MemRefType::get(shape, elem, layout);
+  };
+  SmallVector<Type> argTypes{
+      MemRefType::get({ShapedType::kDynamic}, b.getI64Type())};
+  FunctionType ft = cascade.getFunctionType();
+  SmallVector<Type> tensorTypes(ft.getInputs());
+  llvm::append_range(tensorTypes, ft.getResults());
+  for (Type t : tensorTypes) {
+    auto nt = cast<NamedTensorType>(t);
+    SmallVector<int64_t> r(nt.getRanks().size(), 0);
+    argTypes.push_back(dynMemref(r, nt.getElementType()));
+  }
+  argTypes.push_back(b.getIndexType());
+  argTypes.push_back(b.getIndexType());
+  auto func = func::FuncOp::create(b, loc, cpuTaskFunctionName(cascade),
+                                     b.getFunctionType(argTypes, {}));
+  func->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value sizes = entry->getArgument(0);
+  for (unsigned i = 0; i < tensorTypes.size(); ++i)
+    argMems.push_back(entry->getArgument(1 + i));
+  Value begin = entry->getArgument(argTypes.size() - 2);
+  Value end = entry->getArgument(argTypes.size() - 1);
+
+  // Rank sizes: declared ranks from %sizes (or static), partitions derived.
+  unsigned declared = cascade.getRanks().size();
+  rankSize.resize(gc.numRanks());
+  for (unsigned g = 0; g < declared; ++g) {
+    if (auto s = gc.staticSize(g)) {
+      rankSize[g] = cIndex(*s);
+      continue;
+    }
+    Value v = memref::LoadOp::create(b, loc, sizes, ValueRange{cIndex(g)});
+    rankSize[g] = arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  }
+  for (auto part : cascade.getPartitions().getAsRange<PartitionAttr>()) {
+    unsigned r = *gc.rankId(part.getRank().getValue());
+    unsigned o = *gc.rankId(part.getOuter().getValue());
+    unsigned i = *gc.rankId(part.getInner().getValue());
+    rankSize[i] = cIndex(part.getTile());
+    rankSize[o] =
+        arith::CeilDivSIOp::create(b, loc, rankSize[r], cIndex(part.getTile()));
+  }
+  SmallVector<Value> present;
+  for (unsigned r = 0; r < ft.getNumResults(); ++r) {
+    Value flag = memref::LoadOp::create(b, loc, sizes, ValueRange{cIndex(declared + ft.getNumInputs() + r)});
+    present.push_back(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, flag,
+        arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0))));
+  }
+
+  // Per-call scratch: one buffer per Einsum.
+  SmallVector<Value> allocs;
+  for (unsigned id : gc.body()) {
+    Buffer &buf = buffers[id];
+    SmallVector<int64_t> shape;
+    if (buf.iterative)
+      shape.push_back(2);
+    llvm::append_range(shape, buf.extents);
+    auto type = MemRefType::get(shape, gc.einsum(id).elemType);
+    buf.mem = memref::AllocOp::create(b, loc, type, b.getI64IntegerAttr(64));
+    allocs.push_back(buf.mem);
+  }
+
+  // Packed operands of the contractions ([k, row], zero rows past the end).
+  for (Pack &p : packs) {
+    int64_t kExt = *gc.staticSize(p.k);
+    auto type = MemRefType::get({kExt, plan.rowTile}, b.getF32Type());
+    p.mem = memref::AllocOp::create(b, loc, type, b.getI64IntegerAttr(64));
+    allocs.push_back(p.mem);
+    Value zero = cF32(0);
+    auto l1 = scf::ForOp::create(b, loc, cIndex(0), cIndex(kExt), cIndex(1));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(l1.getBody());
+    auto l2 = scf::ForOp::create(b, loc, cIndex(0), cIndex(plan.rowTile),
+                                 cIndex(1));
+    b.setInsertionPointToStart(l2.getBody());
+    memref::StoreOp::create(
+        b, loc, zero, p.mem,
+        ValueRange{l1.getInductionVar(), l2.getInductionVar()});
+  }
+
+  // The task loop.
+  auto taskLoop = scf::ForOp::create(b, loc, begin, end, cIndex(1));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(taskLoop.getBody());
+    Value t = taskLoop.getInductionVar();
+    for (int k = int(plan.taskRanks.size()) - 1; k >= 0; --k) {
+      unsigned g = plan.taskRanks[k];
+      Value count = rankSize[g];
+      if (int(g) == plan.rowRank)
+        count = arith::CeilDivSIOp::create(b, loc, count, cIndex(plan.rowTile));
+      Value idx = arith::RemUIOp::create(b, loc, t, count);
+      t = arith::DivUIOp::create(b, loc, t, count);
+      if (int(g) == plan.rowRank) {
+        rowBase = arith::MulIOp::create(b, loc, idx, cIndex(plan.rowTile));
+        rowValid = minIndex(cIndex(plan.rowTile),
+                            arith::SubIOp::create(b, loc, rankSize[g], rowBase));
+      } else {
+        rankValue[g] = idx;
+      }
+    }
+    for (Pack &p : packs)
+      emitPack(p);
+    for (unsigned id : pre)
+      emitEinsum(id);
+    if (!loop.empty()) {
+      for (unsigned id : loop)
+        if (buffers[id].iterative)
+          emitInitState(id);
+      auto keyLoop = scf::ForOp::create(b, loc, cIndex(0), rankSize[key.outer],
+                                          cIndex(1));
+      OpBuilder::InsertionGuard inner(b);
+      b.setInsertionPointToStart(keyLoop.getBody());
+      keyStep = keyLoop.getInductionVar();
+      rankValue[key.outer] = keyStep;
+      Value start = arith::MulIOp::create(b, loc, keyStep, cIndex(key.tile));
+      keyValid = key.ragged
+                     ? minIndex(cIndex(key.tile),
+                                arith::SubIOp::create(b, loc, rankSize[key.rank],
+                                                        start))
+                     : cIndex(key.tile);
+      for (unsigned id : loop)
+        emitEinsum(id);
+      rankValue.erase(key.outer);
+      keyValid = Value();
+    }
+    for (unsigned id : post)
+      emitEinsum(id);
+    for (unsigned r = 0; r < gc.yields().size(); ++r)
+      emitCopyOut(r, present[r]);
+  }
+  for (Value a : allocs)
+    memref::DeallocOp::create(b, loc, a);
+  func::ReturnOp::create(b, loc);
+  if (hadError) {
+    func.erase();
+    return failure();
+  }
+  return func;
+}
+
+//===----------------------------------------------------------------------===//
+// The pass
+//===----------------------------------------------------------------------===//
+
+struct AttnLowerCpuPass : impl::AttnLowerCpuPassBase<AttnLowerCpuPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    CpuLowerOptions opts;
+    opts.rowTile = rowTile;
+    opts.vectorize = vectorize;
+    opts.vectorWidth = vectorWidth;
+    SmallVector<CascadeOp> cascades;
+    getOperation().walk([&](CascadeOp c) { cascades.push_back(c); });
+    for (CascadeOp c : cascades) {
+      if (failed(lowerCascadeToCpu(c, opts)))
+        return signalPassFailure();
+      c.erase();
+    }
+  }
+};
+
+} // namespace
+
+FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
+                                    const CpuLowerOptions &options,
+                                    std::string &why) {
+  GlobalCascade gc(cascade);
+  return planTasks(gc, options, why);
+}
+
+std::string cpuTaskFunctionName(CascadeOp cascade) {
+  return (cascade.getSymName() + "_tasks").str();
+}
+
+FailureOr<func::FuncOp> lowerCascadeToCpu(CascadeOp cascade,
+                                          const CpuLowerOptions &options) {
+  return CpuLowering(cascade, options).run();
+}
+
+namespace {
+/// Polynomial approximations of exp, log, tanh... on vectors (upstream's
+/// patterns; the stock lowering would call libm once per lane).
+struct CpuMathApproximationPass
+    : PassWrapper<CpuMathApproximationPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(CpuMathApproximationPass)
+  StringRef getArgument() const override { return "attn-cpu-math-approx"; }
+  void getDependentDialects(DialectRegistry &registry) const override {
+    registry.insert<vector::VectorDialect, arith::ArithDialect,
+                    math::MathDialect>();
+  }
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateMathPolynomialApproximationPatterns(patterns);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace
+
+void buildCpuToLLVMPipeline(OpPassManager &pm) {
+  pm.addPass(std::make_unique<CpuMathApproximationPass>());
+  pm.addPass(arith::createArithExpandOpsPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertVectorToLLVMPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createCanonicalizerPass());
+}
+
+} // namespace mlir::attn

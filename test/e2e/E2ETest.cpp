@@ -1,0 +1,420 @@
+//===- E2ETest.cpp - generated CPU kernels against the interpreter ----------===//
+//
+// Every kernel of Kernels.inc was compiled by attnc at build time from an
+// example variant (test/e2e/CMakeLists.txt). Each is called through its C
+// entry point on random data for several shapes (lengths 1, 113, 200, 1023,
+// query and key lengths that differ, several heads and batches) and compared
+// with the reference interpreter running the same cascade in float64 on the
+// same inputs. Tolerance (fp32 kernels): |got - want| <= 2e-5 + 2e-5 * |want|
+// elementwise, with infinities equal (a fully masked row has LSE = -inf).
+// The bad-argument tests check every status the ABI promises, and that no
+// output element is written when a call fails.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attn/Dialect.h"
+#include "attn/Interpreter.h"
+#include "attn/runtime.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+
+#include "llvm/ADT/StringSet.h"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+namespace {
+
+using EntryFn = attn_status (*)(const void *, const attn_launch *);
+struct E2EKernel {
+  const char *id, *example, *flags;
+  EntryFn entry;
+};
+#include "Kernels.inc"
+
+const E2EKernel &kernel(const std::string &id) {
+  for (const E2EKernel &k : kKernels)
+    if (id == k.id)
+      return k;
+  FAIL("no kernel " << id);
+  return kKernels[0];
+}
+
+/// The example cascade with the same --rank-size overrides attnc applied.
+struct Variant {
+  mlir::MLIRContext ctx;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  mlir::attn::CascadeOp cascade;
+
+  explicit Variant(const E2EKernel &k) {
+    ctx.loadDialect<mlir::attn::AttnDialect>();
+    std::string path = std::string(ATTN_SOURCE_DIR) + "/examples/" +
+                       k.example + ".mlir";
+    module = mlir::parseSourceFile<mlir::ModuleOp>(path, &ctx);
+    REQUIRE(module);
+    cascade = *module->getOps<mlir::attn::CascadeOp>().begin();
+    llvm::StringRef flags = k.flags;
+    if (flags.consume_front("--rank-size=")) {
+      llvm::SmallVector<llvm::StringRef> items;
+      flags.split(items, ',');
+      llvm::SmallVector<mlir::Attribute> ranks;
+      for (auto r : cascade.getRanks().getAsRange<mlir::attn::RankAttr>()) {
+        for (llvm::StringRef item : items) {
+          auto [name, value] = item.split('=');
+          if (r.getName().getValue() == name)
+            r = mlir::attn::RankAttr::get(&ctx, r.getName(),
+                                          std::stoll(value.str()));
+        }
+        ranks.push_back(r);
+      }
+      cascade.setRanksAttr(mlir::ArrayAttr::get(&ctx, ranks));
+    }
+  }
+};
+
+/// A float32 tensor with its DLPack descriptor.
+struct Buffer {
+  std::vector<int64_t> shape, strides;
+  std::vector<float> data;
+  std::vector<int32_t> idata; // for i32 tensors (metadata)
+  attn_tensor t{};
+  void describe() {
+    t.data = idata.empty() ? (void *)data.data() : (void *)idata.data();
+    t.device = {ATTN_DEVICE_CPU, 0};
+    t.ndim = int32_t(shape.size());
+    t.dtype = idata.empty() ? attn_dtype{ATTN_DTYPE_FLOAT, 32, 1}
+                            : attn_dtype{ATTN_DTYPE_INT, 32, 1};
+    t.shape = shape.data();
+    t.strides = strides.empty() ? nullptr : strides.data();
+    t.byte_offset = 0;
+  }
+};
+
+struct Run {
+  std::vector<Buffer> args; // inputs then outputs
+  std::vector<mlir::attn::Tensor> inputs;
+  mlir::attn::InterpretResult want;
+};
+
+/// Random inputs for the given rank sizes, the interpreter's outputs, and
+/// output buffers filled with a sentinel.
+Run prepare(Variant &v, const llvm::StringMap<int64_t> &given, uint64_t seed,
+            double amplitude = 2.0) {
+  Run run;
+  llvm::StringMap<int64_t> sizes;
+  std::string err = mlir::attn::resolveRankSizes(v.cascade, {}, given, sizes);
+  REQUIRE(err == "");
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  auto ft = v.cascade.getFunctionType();
+  for (unsigned i = 0; i < ft.getNumInputs(); ++i) {
+    auto type = mlir::cast<mlir::attn::NamedTensorType>(ft.getInput(i));
+    Buffer b;
+    b.shape = mlir::attn::shapeOf(type, sizes);
+    mlir::attn::Tensor t;
+    t.shape = b.shape;
+    t.data.resize(t.numElements());
+    if (type.getElementType().isInteger(32)) {
+      // Lengths (prefix_len): uniform in [0, |p| + 1].
+      int64_t bound = sizes.lookup("p") + 2;
+      b.idata.resize(t.numElements());
+      for (size_t j = 0; j < b.idata.size(); ++j) {
+        b.idata[j] = int32_t(rng() % bound);
+        t.data[j] = b.idata[j];
+      }
+    } else {
+      b.data.resize(t.numElements());
+      for (size_t j = 0; j < b.data.size(); ++j) {
+        b.data[j] = float(amplitude) * uni(rng);
+        t.data[j] = b.data[j];
+      }
+    }
+    run.inputs.push_back(std::move(t));
+    run.args.push_back(std::move(b));
+  }
+  for (unsigned r = 0; r < ft.getNumResults(); ++r) {
+    auto type = mlir::cast<mlir::attn::NamedTensorType>(ft.getResult(r));
+    Buffer b;
+    b.shape = mlir::attn::shapeOf(type, sizes);
+    int64_t n = 1;
+    for (int64_t s : b.shape)
+      n *= s;
+    b.data.assign(n, 12345.0f);
+    run.args.push_back(std::move(b));
+  }
+  mlir::attn::InterpretOptions opts;
+  opts.sizes = given;
+  run.want = mlir::attn::interpret(v.cascade, run.inputs, opts);
+  REQUIRE(run.want.ok());
+  return run;
+}
+
+attn_status call(const E2EKernel &k, Run &run, int threads = 1) {
+  std::vector<const attn_tensor *> ptrs;
+  for (Buffer &b : run.args) {
+    b.describe();
+    ptrs.push_back(&b.t);
+  }
+  attn_launch launch{};
+  launch.num_threads = threads;
+  return k.entry(ptrs.data(), &launch);
+}
+
+/// Compares the kernel's outputs (row-major buffers) with the interpreter.
+void check(Run &run, unsigned numInputs, double tol = 2e-5) {
+  for (size_t r = 0; r < run.want.outputs.size(); ++r) {
+    const mlir::attn::Tensor &w = run.want.outputs[r];
+    const Buffer &g = run.args[numInputs + r];
+    REQUIRE(size_t(w.numElements()) == g.data.size());
+    double worst = 0;
+    int64_t bad = -1;
+    for (size_t j = 0; j < g.data.size(); ++j) {
+      double want = w.data[j], got = g.data[j];
+      if (std::isinf(want) || std::isnan(want)) {
+        if (!(std::isinf(want) ? got == want : std::isnan(got)) && bad < 0)
+          bad = j;
+        continue;
+      }
+      double err = std::fabs(got - want) / (1.0 + std::fabs(want));
+      if (!(err <= tol) && bad < 0)
+        bad = j;
+      if (err > worst || std::isnan(err))
+        worst = err;
+    }
+    INFO("result " << r << ": worst relative error " << worst);
+    if (bad >= 0)
+      FAIL("result " << r << " element " << bad << ": got " << g.data[bad]
+                     << ", want " << w.data[bad]);
+    CHECK(worst <= tol);
+  }
+}
+
+/// Sizes for the dynamic ranks of a variant: queries m, keys p, and small
+/// batch/head counts; ranks fixed by a relation are left to it.
+llvm::StringMap<int64_t> sizesFor(Variant &v, int64_t m, int64_t p,
+                                  int64_t heads = 2, int64_t batch = 1) {
+  llvm::StringMap<int64_t> s;
+  llvm::StringSet<> derived;
+  for (auto rel : v.cascade.getRelations().getAsRange<mlir::attn::RelationAttr>())
+    derived.insert(rel.getLhs().getValue());
+  for (auto r : v.cascade.getRanks().getAsRange<mlir::attn::RankAttr>()) {
+    llvm::StringRef n = r.getName().getValue();
+    if (!mlir::ShapedType::isDynamic(r.getSize()) || derived.contains(n))
+      continue;
+    if (n == "m")
+      s[n] = m;
+    else if (n == "p")
+      s[n] = p;
+    else if (n == "b")
+      s[n] = batch;
+    else
+      s[n] = heads;
+  }
+  return s;
+}
+
+void checkShapes(const std::string &id,
+                 std::vector<std::pair<int64_t, int64_t>> lengths,
+                 int threads = 1) {
+  const E2EKernel &k = kernel(id);
+  Variant v(k);
+  unsigned numInputs = v.cascade.getFunctionType().getNumInputs();
+  uint64_t seed = 1;
+  for (auto [m, p] : lengths) {
+    DYNAMIC_SECTION(id << " m=" << m << " p=" << p) {
+      Run run = prepare(v, sizesFor(v, m, p), seed++);
+      REQUIRE(call(k, run, threads) == ATTN_OK);
+      check(run, numInputs);
+    }
+  }
+}
+
+const std::vector<std::pair<int64_t, int64_t>> kLengths = {
+    {1, 1}, {113, 113}, {64, 200}, {1, 1023}, {130, 7}};
+
+} // namespace
+
+TEST_CASE("mha d=64 matches the interpreter", "[e2e]") {
+  checkShapes("mha", kLengths);
+}
+TEST_CASE("mha with odd and large head dims", "[e2e]") {
+  for (const char *id : {"mha_d59", "mha_d111", "mha_d128", "mha_d256"})
+    checkShapes(id, {{1, 1}, {113, 113}, {1, 300}});
+}
+TEST_CASE("mha compiled with --scalar (no micro-kernels)", "[e2e]") {
+  checkShapes("mha_scalar", {{1, 1}, {113, 70}});
+}
+TEST_CASE("causal, top-left and bottom-right", "[e2e]") {
+  checkShapes("causal", kLengths);
+  // Bottom-right with |m| > |p|: the first rows see no key (O = 0,
+  // LSE = -inf).
+  checkShapes("causal_bottom_right", kLengths);
+}
+TEST_CASE("sliding window, prefix-LM", "[e2e]") {
+  checkShapes("sliding_window", kLengths);
+  checkShapes("prefix_lm", kLengths);
+}
+TEST_CASE("GQA, ALiBi, softcap", "[e2e]") {
+  checkShapes("gqa", kLengths);
+  checkShapes("alibi", kLengths);
+  checkShapes("softcap", kLengths);
+}
+TEST_CASE("a hand-written 1-pass cascade lowers as is", "[e2e]") {
+  checkShapes("flash_1pass", {{1, 1}, {113, 113}, {64, 200}});
+}
+TEST_CASE("decode and threads", "[e2e]") {
+  // Lq = 1 against a long key sequence, on 1, 2 and all threads.
+  const E2EKernel &k = kernel("mha");
+  Variant v(k);
+  for (int threads : {1, 2, 0}) {
+    Run run = prepare(v, sizesFor(v, 1, 4096, 4, 2), 7);
+    REQUIRE(call(k, run, threads) == ATTN_OK);
+    check(run, 3);
+  }
+  Run run = prepare(v, sizesFor(v, 300, 500, 3, 2), 8);
+  REQUIRE(call(k, run, 2) == ATTN_OK);
+  check(run, 3);
+}
+TEST_CASE("large logits", "[e2e]") {
+  // Inputs up to 30 give scores up to ~7e3: a float32 score then carries an
+  // absolute rounding error of ~4e-4 (half an ulp at 4096 is 2.4e-4, plus
+  // the 64-term dot product), which exp turns into a relative error of the
+  // weights of the same size. The float64 reference computes the scores
+  // exactly, so the bound here is that of float32 scores, not of the
+  // online softmax, which is stable at this range (no inf, no NaN).
+  const E2EKernel &k = kernel("causal");
+  Variant v(k);
+  Run run = prepare(v, sizesFor(v, 70, 70), 9, /*amplitude=*/30.0);
+  REQUIRE(call(k, run) == ATTN_OK);
+  check(run, 3, 2e-3);
+}
+
+TEST_CASE("non-contiguous layouts ([b, m, h, e] storage)", "[e2e]") {
+  const E2EKernel &k = kernel("mha");
+  Variant v(k);
+  int64_t B = 2, H = 3, M = 70, P = 90, E = 64;
+  Run run = prepare(v, sizesFor(v, M, P, H, B), 11);
+  // Store q and o as [b, m, h, e] and describe them as [b, h, m, e] views.
+  auto relayout = [&](Buffer &buf, bool copy) {
+    std::vector<float> bm(buf.data.size(), 12345.0f);
+    int64_t L = buf.shape[2];
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t l = 0; l < L; ++l)
+          for (int64_t e = 0; e < E; ++e)
+            if (copy)
+              bm[((b * L + l) * H + h) * E + e] =
+                  buf.data[((b * H + h) * L + l) * E + e];
+    buf.data = bm;
+    buf.strides = {L * H * E, E, H * E, 1};
+  };
+  relayout(run.args[0], true);
+  relayout(run.args[3], false);
+  REQUIRE(call(k, run) == ATTN_OK);
+  // Read o back in [b, h, m, e] order.
+  std::vector<float> o(run.args[3].data.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t l = 0; l < M; ++l)
+        for (int64_t e = 0; e < E; ++e)
+          o[((b * H + h) * M + l) * E + e] =
+              run.args[3].data[((b * M + l) * H + h) * E + e];
+  run.args[3].data = o;
+  check(run, 3);
+}
+
+TEST_CASE("bad arguments return a status and write nothing", "[e2e]") {
+  const E2EKernel &k = kernel("gqa");
+  Variant v(k);
+  auto fresh = [&] { return prepare(v, sizesFor(v, 20, 30), 5); };
+  auto untouched = [](Run &run) {
+    for (size_t i = 3; i < run.args.size(); ++i)
+      for (float x : run.args[i].data)
+        if (x != 12345.0f)
+          return false;
+    return true;
+  };
+  auto expect = [&](Run &run, std::vector<const attn_tensor *> ptrs,
+                    attn_status want) {
+    attn_launch launch{};
+    launch.num_threads = 1;
+    attn_status got = k.entry(ptrs.data(), &launch);
+    INFO(attn_last_error());
+    CHECK(got == want);
+    CHECK(std::strlen(attn_last_error()) > 0);
+    CHECK(untouched(run));
+  };
+  auto ptrsOf = [](Run &run) {
+    std::vector<const attn_tensor *> p;
+    for (Buffer &b : run.args) {
+      b.describe();
+      p.push_back(&b.t);
+    }
+    return p;
+  };
+  {
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    p[1] = nullptr;
+    expect(run, p, ATTN_ERR_NULL_POINTER);
+  }
+  {
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    run.args[2].t.dtype = {ATTN_DTYPE_BFLOAT, 16, 1};
+    expect(run, p, ATTN_ERR_DTYPE);
+  }
+  {
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    run.args[2].shape[2] -= 1; // |p| of v differs from k
+    expect(run, p, ATTN_ERR_SHAPE);
+  }
+  {
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    run.args[0].shape[3] = 32; // head dim 32, the kernel has e = 64
+    expect(run, p, ATTN_ERR_SHAPE);
+  }
+  {
+    // h = 4 * g: 8 query heads need 2 KV heads, not 3.
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    run.args[1].shape[1] = 3;
+    run.args[2].shape[1] = 3;
+    expect(run, p, ATTN_ERR_SHAPE);
+  }
+  {
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    run.args[0].t.ndim = 3;
+    expect(run, p, ATTN_ERR_NDIM);
+  }
+  {
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    run.args[1].t.device.device_type = ATTN_DEVICE_CUDA;
+    expect(run, p, ATTN_ERR_DEVICE);
+  }
+  {
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    run.args[0].t.byte_offset = 2; // not a multiple of 4 bytes
+    expect(run, p, ATTN_ERR_ALIGNMENT);
+  }
+  {
+    // The optional LSE may be omitted; O is still computed.
+    Run run = fresh();
+    auto p = ptrsOf(run);
+    p[4] = nullptr;
+    attn_launch launch{};
+    REQUIRE(k.entry(p.data(), &launch) == ATTN_OK);
+    run.want.outputs.pop_back();
+    check(run, 3);
+  }
+}
