@@ -234,6 +234,7 @@ public:
 private:
   // Planning.
   LogicalResult place();
+  void findMask();
   bool isTaskFixed(unsigned g) const {
     return llvm::is_contained(plan.taskRanks, int(g)) && int(g) != plan.rowRank;
   }
@@ -326,7 +327,11 @@ private:
   llvm::DenseMap<unsigned, Value> rankValue; // global value of a rank
   llvm::DenseMap<unsigned, Value> rankLocal; // index within the buffer
   SmallVector<Value> argMems;
-  Value rowBase, rowValid, keyValid, keyStep;
+  Value rowBase, rowValid, keyValid, keyStep, keyBegin, keyEnd;
+  /// The Einsum whose masked points (else -inf) every Einsum over the key
+  /// tile depends on: key tiles it masks entirely are skipped. -1: none.
+  int maskId = -1;
+  std::pair<Value, Value> keyTileRange();
   unsigned currentId = 0;
   /// Vector lanes along the row rank in the Einsum being emitted (0: scalar).
   int64_t lanes = 0;
@@ -456,7 +461,155 @@ LogicalResult CpuLowering::place() {
   for (unsigned id : gc.body())
     if (auto c = matchContraction(id))
       contractions[id] = *c;
+  findMask();
   return success();
+}
+
+/// Adds scale * (coefficient of each rank value) of `e` to `coeffs`; false
+/// if `e` is not linear in the rank values (symbols may appear anywhere
+/// outside products with ranks).
+static bool dimCoefficients(AffineExpr e, int64_t scale,
+                            SmallVectorImpl<int64_t> &coeffs) {
+  auto hasDims = [](AffineExpr x) {
+    bool found = false;
+    x.walk([&](AffineExpr s) { found |= isa<AffineDimExpr>(s); });
+    return found;
+  };
+  if (!hasDims(e))
+    return true;
+  switch (e.getKind()) {
+  case AffineExprKind::DimId:
+    coeffs[cast<AffineDimExpr>(e).getPosition()] += scale;
+    return true;
+  case AffineExprKind::Add: {
+    auto bin = cast<AffineBinaryOpExpr>(e);
+    return dimCoefficients(bin.getLHS(), scale, coeffs) &&
+           dimCoefficients(bin.getRHS(), scale, coeffs);
+  }
+  case AffineExprKind::Mul: {
+    auto bin = cast<AffineBinaryOpExpr>(e);
+    AffineExpr l = bin.getLHS(), r = bin.getRHS();
+    if (auto c = dyn_cast<AffineConstantExpr>(r))
+      return dimCoefficients(l, scale * c.getValue(), coeffs);
+    if (auto c = dyn_cast<AffineConstantExpr>(l))
+      return dimCoefficients(r, scale * c.getValue(), coeffs);
+    return false;
+  }
+  default:
+    return false;
+  }
+}
+
+void CpuLowering::findMask() {
+  if (key.inner < 0)
+    return;
+  // Einsums iterating the key tile rank, and what they depend on.
+  llvm::DenseMap<unsigned, llvm::DenseSet<unsigned>> deps;
+  SmallVector<unsigned> tiled;
+  for (unsigned id : loop) {
+    auto &d = deps[id];
+    for (unsigned src : gc.operandsOf(id)) {
+      d.insert(src);
+      if (deps.count(src))
+        d.insert(deps[src].begin(), deps[src].end());
+    }
+    if (llvm::is_contained(iteratedRanks(gc, gc.einsum(id)), unsigned(key.inner)))
+      tiled.push_back(id);
+  }
+  for (unsigned m : tiled) {
+    const GEinsum &e = gc.einsum(m);
+    if (!e.cond || !e.fill || *e.fill != -INFINITY)
+      continue;
+    bool all = llvm::all_of(tiled, [&](unsigned id) {
+      return id == m || deps[id].contains(m);
+    });
+    if (all) {
+      maskId = m;
+      return;
+    }
+  }
+}
+
+std::pair<Value, Value> CpuLowering::keyTileRange() {
+  Value begin = cIndex(0), end = rankSize[key.outer];
+  if (maskId < 0 || plan.rowRank < 0)
+    return {begin, end};
+  const GEinsum &e = gc.einsum(maskId);
+  SmallVector<ExprAttr> conjuncts;
+  splitConjuncts(e.cond, conjuncts);
+  unsigned numDims = gc.numRanks();
+  Value mLo = rowBase;
+  Value mHi = arith::SubIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, rowBase, rowValid), cIndex(1));
+  for (ExprAttr c : conjuncts) {
+    ExprKind k = c.getKind();
+    if (k != ExprKind::Le && k != ExprKind::Lt && k != ExprKind::Ge &&
+        k != ExprKind::Gt)
+      continue;
+    ExprAttr l = c.getArgs()[0], r = c.getArgs()[1];
+    if (l.getKind() != ExprKind::Index || r.getKind() != ExprKind::Index)
+      continue;
+    // d <= 0 (or d <= -1 for a strict comparison).
+    AffineExpr d = (k == ExprKind::Le || k == ExprKind::Lt)
+                       ? l.getIndex() - r.getIndex()
+                       : r.getIndex() - l.getIndex();
+    int64_t strict = (k == ExprKind::Lt || k == ExprKind::Gt) ? 1 : 0;
+    SmallVector<int64_t> flat(numDims, 0);
+    if (!dimCoefficients(d, 1, flat))
+      continue;
+    int64_t cp0 = flat[key.inner], cp1 = flat[key.outer],
+            cm = flat[plan.rowRank];
+    bool other = false;
+    for (unsigned g = 0; g < numDims; ++g)
+      if (flat[g] != 0 && int(g) != key.inner && int(g) != key.outer &&
+          int(g) != plan.rowRank && !isTaskFixed(g))
+        other = true;
+    if (other || cp0 == 0 || cp1 != cp0 * key.tile)
+      continue;
+    // rest = d at p = 0, m = 0 (task ranks and sizes as they are).
+    Value saveM = rankValue.lookup(plan.rowRank);
+    rankValue[key.outer] = cIndex(0);
+    rankValue[key.inner] = cIndex(0);
+    rankValue[plan.rowRank] = cIndex(0);
+    Value rest = arith::AddIOp::create(b, loc, emitAffine(d), cIndex(strict));
+    rankValue.erase(key.outer);
+    rankValue.erase(key.inner);
+    if (saveM)
+      rankValue[plan.rowRank] = saveM;
+    else
+      rankValue.erase(plan.rowRank);
+    // cp0 * p + cm * m + rest <= 0 at the extreme rows of the tile.
+    auto bound = [&](Value m) {
+      Value t = arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, cIndex(cm), m), rest);
+      return arith::SubIOp::create(b, loc, cIndex(0), t); // cp0 * p <= -t
+    };
+    Value rhsLo = bound(mLo), rhsHi = bound(mHi);
+    if (cp0 > 0) {
+      // p <= floor(rhs / cp0): the last key any row of the tile sees.
+      Value pmax = arith::MaxSIOp::create(
+          b, loc, arith::FloorDivSIOp::create(b, loc, rhsLo, cIndex(cp0)),
+          arith::FloorDivSIOp::create(b, loc, rhsHi, cIndex(cp0)));
+      Value tileEnd = arith::AddIOp::create(
+          b, loc, arith::FloorDivSIOp::create(b, loc, pmax, cIndex(key.tile)),
+          cIndex(1));
+      end = arith::MinSIOp::create(b, loc, end, tileEnd);
+    } else {
+      // p >= ceil(-rhs / -cp0): the first key any row of the tile sees.
+      Value c0 = cIndex(-cp0);
+      Value pmin = arith::MinSIOp::create(
+          b, loc, arith::CeilDivSIOp::create(
+                      b, loc, arith::SubIOp::create(b, loc, cIndex(0), rhsLo), c0),
+          arith::CeilDivSIOp::create(
+              b, loc, arith::SubIOp::create(b, loc, cIndex(0), rhsHi), c0));
+      Value tileBegin =
+          arith::FloorDivSIOp::create(b, loc, pmin, cIndex(key.tile));
+      begin = arith::MaxSIOp::create(b, loc, begin, tileBegin);
+    }
+  }
+  // An empty range starts and ends at the same tile (the state slots).
+  end = arith::MaxSIOp::create(b, loc, begin, end);
+  return {begin, end};
 }
 
 //===----------------------------------------------------------------------===//
@@ -606,7 +759,7 @@ Value CpuLowering::emitLoad(ExprAttr load) {
       else if (a == gc.dim(r) + 1)
         slot = slotIndex(arith::AddIOp::create(b, loc, keyStep, cIndex(1)));
       else if (a == gc.sym(r))
-        slot = slotIndex(rankSize[r]);
+        slot = slotIndex(keyEnd ? keyEnd : rankSize[r]);
       else
         return unsupported(r);
       continue;
@@ -1166,7 +1319,7 @@ void CpuLowering::emitInitState(unsigned id) {
   GEinsum &e = gc.einsum(id);
   Buffer &buf = buffers[id];
   forRanks(buf.dims, [&] {
-    SmallVector<Value> idx{cIndex(0)};
+    SmallVector<Value> idx{slotIndex(keyBegin)};
     for (unsigned r : buf.dims)
       idx.push_back(rankLocal.lookup(r));
     memref::StoreOp::create(b, loc, fromF32(cF32(e.init.value_or(0.0)), e.elemType),
@@ -1313,11 +1466,13 @@ FailureOr<func::FuncOp> CpuLowering::run() {
     for (unsigned id : pre)
       emitEinsum(id);
     if (!loop.empty()) {
+      auto [first, last] = keyTileRange();
+      keyBegin = first;
+      keyEnd = last;
       for (unsigned id : loop)
         if (buffers[id].iterative)
           emitInitState(id);
-      auto keyLoop = scf::ForOp::create(b, loc, cIndex(0), rankSize[key.outer],
-                                          cIndex(1));
+      auto keyLoop = scf::ForOp::create(b, loc, keyBegin, keyEnd, cIndex(1));
       OpBuilder::InsertionGuard inner(b);
       b.setInsertionPointToStart(keyLoop.getBody());
       keyStep = keyLoop.getInductionVar();
