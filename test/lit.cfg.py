@@ -20,7 +20,7 @@ llvm_config.use_default_substitutions()
 # FileCheck, not and count come from the LLVM 22 tools; our tools from build/bin.
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 tool_dirs = [config.attn_tools_dir, config.llvm_tools_dir]
-llvm_config.add_tool_substitutions(["attn-opt", "attn-run"], tool_dirs)
+llvm_config.add_tool_substitutions(["attn-opt", "attn-run", "attnc"], tool_dirs)
 
 if config.attn_have_cuda:
     config.available_features.add("cuda-toolkit")
