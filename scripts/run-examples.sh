@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: build, then for every example variant check it, analyse it
-# and run it on seeded random data with the float64 reference interpreter.
+# and run it on seeded random data with the float64 reference interpreter;
+# then run the kernels attnc compiled from them against that interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh attn-opt attn-run
+scripts/build.sh attn-opt attn-run attnc attn-examples
 sizes=(--size b=1 --size h=4 --size g=1 --size m=113 --size p=113)
 
 # Runtime metadata (integer arguments) of some examples, and the sizes of
@@ -52,3 +53,9 @@ for f in examples/*.mlir; do
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   printf '%-26s %-8s %-40s %s (%d ms)\n' "$name" ok "${passes:-n/a}" "$out" "$ms"
 done
+
+# The compiled kernels: attnc built them into static libraries at build time
+# (test/e2e); each is checked against the interpreter and timed.
+echo
+echo "== kernels compiled by attnc (CPU), checked against the float64 interpreter"
+build/bin/attn-examples --threads "$(nproc)" --n 1024

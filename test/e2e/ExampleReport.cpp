@@ -1,0 +1,234 @@
+//===- ExampleReport.cpp - attn-examples: run every compiled example --------===//
+//
+// The README's main command ends here: every example kernel that attnc
+// compiled at build time (test/e2e/CMakeLists.txt) is run on random data,
+// compared with the reference interpreter, and timed on a larger shape.
+// Prints one table row per kernel: the error against float64 and the speed.
+//
+//   attn-examples [--threads N] [--n N] [--heads H]
+//
+//===----------------------------------------------------------------------===//
+
+#include "attn/Dialect.h"
+#include "attn/Interpreter.h"
+#include "attn/runtime.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "llvm/ADT/StringSet.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using EntryFn = attn_status (*)(const void *, const attn_launch *);
+struct E2EKernel {
+  const char *id, *example, *flags;
+  EntryFn entry;
+};
+#include "Kernels.inc"
+
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> f;
+  std::vector<int32_t> i;
+  attn_tensor t{};
+  void describe() {
+    t.data = i.empty() ? (void *)f.data() : (void *)i.data();
+    t.device = {ATTN_DEVICE_CPU, 0};
+    t.ndim = int32_t(shape.size());
+    t.dtype = i.empty() ? attn_dtype{ATTN_DTYPE_FLOAT, 32, 1}
+                        : attn_dtype{ATTN_DTYPE_INT, 32, 1};
+    t.shape = shape.data();
+    t.strides = nullptr;
+  }
+};
+
+struct Case {
+  std::vector<Tensor> args;
+  std::vector<mlir::attn::Tensor> inputs;
+  unsigned numInputs = 0;
+};
+
+int64_t product(const std::vector<int64_t> &s) {
+  int64_t n = 1;
+  for (int64_t x : s)
+    n *= x;
+  return n;
+}
+
+/// Random inputs (and zeroed outputs) for the dynamic sizes `given`.
+bool makeCase(mlir::attn::CascadeOp c, const llvm::StringMap<int64_t> &given,
+              Case &out, llvm::StringMap<int64_t> &sizes) {
+  if (!mlir::attn::resolveRankSizes(c, {}, given, sizes).empty())
+    return false;
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  auto ft = c.getFunctionType();
+  out.numInputs = ft.getNumInputs();
+  for (unsigned k = 0; k < ft.getNumInputs() + ft.getNumResults(); ++k) {
+    bool input = k < ft.getNumInputs();
+    auto type = mlir::cast<mlir::attn::NamedTensorType>(
+        input ? ft.getInput(k) : ft.getResult(k - ft.getNumInputs()));
+    Tensor t;
+    t.shape = mlir::attn::shapeOf(type, sizes);
+    int64_t n = product(t.shape);
+    mlir::attn::Tensor ref;
+    ref.shape = t.shape;
+    if (type.getElementType().isInteger(32)) {
+      t.i.resize(n);
+      for (auto &x : t.i)
+        x = int32_t(rng() % (sizes.lookup("p") + 2));
+      ref.data.assign(t.i.begin(), t.i.end());
+    } else {
+      t.f.resize(n);
+      if (input)
+        for (auto &x : t.f)
+          x = 2.0f * uni(rng);
+      ref.data.assign(t.f.begin(), t.f.end());
+    }
+    if (input)
+      out.inputs.push_back(std::move(ref));
+    out.args.push_back(std::move(t));
+  }
+  return true;
+}
+
+double run(const E2EKernel &k, Case &c, int threads, attn_status &st) {
+  std::vector<const attn_tensor *> ptrs;
+  for (Tensor &t : c.args) {
+    t.describe();
+    ptrs.push_back(&t.t);
+  }
+  attn_launch launch{};
+  launch.num_threads = threads;
+  auto t0 = std::chrono::steady_clock::now();
+  st = k.entry(ptrs.data(), &launch);
+  auto t1 = std::chrono::steady_clock::now();
+  return std::chrono::duration<double, std::milli>(t1 - t0).count();
+}
+
+llvm::StringMap<int64_t> sizesFor(mlir::attn::CascadeOp c, int64_t m,
+                                  int64_t p, int64_t heads) {
+  llvm::StringMap<int64_t> s;
+  llvm::StringSet<> derived;
+  for (auto rel : c.getRelations().getAsRange<mlir::attn::RelationAttr>())
+    derived.insert(rel.getLhs().getValue());
+  for (auto r : c.getRanks().getAsRange<mlir::attn::RankAttr>()) {
+    llvm::StringRef n = r.getName().getValue();
+    if (!mlir::ShapedType::isDynamic(r.getSize()) || derived.contains(n))
+      continue;
+    s[n] = n == "m" ? m : n == "p" ? p : n == "b" ? 1 : heads;
+  }
+  return s;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  int threads = 2;
+  int64_t n = 2048, heads = 8;
+  for (int a = 1; a < argc; ++a) {
+    std::string s = argv[a];
+    if (s == "--threads" && a + 1 < argc)
+      threads = std::atoi(argv[++a]);
+    else if (s == "--n" && a + 1 < argc)
+      n = std::atoll(argv[++a]);
+    else if (s == "--heads" && a + 1 < argc)
+      heads = std::atoll(argv[++a]);
+    else {
+      std::printf("usage: attn-examples [--threads N] [--n N] [--heads H]\n"
+                  "Runs every example kernel compiled by attnc at build time:\n"
+                  "max error against the float64 interpreter (b=1, 2 heads,\n"
+                  "113 queries x 200 keys) and the time at n x n with H heads.\n");
+      return s == "--help" ? 0 : 1;
+    }
+  }
+  std::printf("%-22s %-22s %12s %10s %10s %10s\n", "kernel", "attnc flags",
+              "max error", "ms", "GFLOP/s", "shape");
+  int failures = 0;
+  for (const E2EKernel &k : kKernels) {
+    mlir::MLIRContext ctx;
+    ctx.loadDialect<mlir::attn::AttnDialect>();
+    std::string path =
+        std::string(ATTN_SOURCE_DIR) + "/examples/" + k.example + ".mlir";
+    auto module = mlir::parseSourceFile<mlir::ModuleOp>(path, &ctx);
+    if (!module) {
+      std::printf("%s: cannot parse %s\n", k.id, path.c_str());
+      ++failures;
+      continue;
+    }
+    auto c = *module->getOps<mlir::attn::CascadeOp>().begin();
+    llvm::StringRef flags = k.flags;
+    if (flags.consume_front("--rank-size=")) {
+      llvm::SmallVector<llvm::StringRef> items;
+      flags.split(items, ',');
+      llvm::SmallVector<mlir::Attribute> ranks;
+      for (auto r : c.getRanks().getAsRange<mlir::attn::RankAttr>()) {
+        for (llvm::StringRef item : items) {
+          auto [name, value] = item.split('=');
+          if (r.getName().getValue() == name)
+            r = mlir::attn::RankAttr::get(&ctx, r.getName(),
+                                          std::stoll(value.str()));
+        }
+        ranks.push_back(r);
+      }
+      c.setRanksAttr(mlir::ArrayAttr::get(&ctx, ranks));
+    }
+
+    // Correctness at a small odd shape.
+    Case small;
+    llvm::StringMap<int64_t> sizes;
+    makeCase(c, sizesFor(c, 113, 200, 2), small, sizes);
+    attn_status st;
+    run(k, small, threads, st);
+    mlir::attn::InterpretOptions opts;
+    auto want = mlir::attn::interpret(c, small.inputs, opts);
+    double err = 0;
+    bool ok = st == ATTN_OK && want.ok();
+    for (size_t r = 0; ok && r < want.outputs.size(); ++r) {
+      const auto &w = want.outputs[r].data;
+      const auto &g = small.args[small.numInputs + r].f;
+      for (size_t j = 0; j < w.size(); ++j) {
+        if (std::isinf(w[j])) {
+          if (g[j] != w[j])
+            err = INFINITY;
+          continue;
+        }
+        err = std::max(err, std::fabs(g[j] - w[j]) / (1.0 + std::fabs(w[j])));
+      }
+    }
+    // Speed at n x n.
+    Case big;
+    llvm::StringMap<int64_t> bigSizes;
+    makeCase(c, sizesFor(c, n, n, heads), big, bigSizes);
+    run(k, big, threads, st); // warm-up
+    double best = 1e30;
+    for (int rep = 0; rep < 3; ++rep)
+      best = std::min(best, run(k, big, threads, st));
+    int64_t e = bigSizes.lookup("e"), bh = bigSizes.lookup("b") *
+                                           bigSizes.lookup("h");
+    double flops = 4.0 * bh * double(n) * double(n) * double(e);
+    char shape[64];
+    std::snprintf(shape, sizeof shape, "bh=%lld n=%lld d=%lld",
+                  (long long)bh, (long long)n, (long long)e);
+    if (!ok || err > 1e-4)
+      ++failures;
+    std::printf("%-22s %-22s %12.2e %10.2f %10.1f  %s%s\n", k.id,
+                k.flags[0] ? k.flags : "-", ok ? err : INFINITY, best,
+                flops / best / 1e6, shape,
+                ok ? "" : (std::string("  FAILED: ") + attn_last_error()).c_str());
+  }
+  std::printf("GFLOP/s counts 4*bh*n*n*d for every kernel (masked kernels "
+              "skip work, so their rate is not useful work); %d thread(s).\n",
+              threads);
+  return failures ? 1 : 0;
+}
