@@ -61,19 +61,12 @@ private:
     return ExprAttr::getLoad(ctx, refId.lookup(y), idx);
   }
   ExprAttr tileExpr(ExprAttr e, bool inCond) { return rewriter.rewrite(e, inCond); }
-  SmallVector<ExprAttr> indexOf(ArrayRef<unsigned> ranks) {
-    SmallVector<ExprAttr> out;
-    for (unsigned r : ranks)
-      out.push_back(ExprAttr::getIndex(gc.dim(r)));
-    return out;
-  }
   unsigned emit(GEinsum g) {
     unsigned id = gc.add(std::move(g));
     order.push_back(id);
     return id;
   }
   void emitOnline(unsigned r);
-  void emitCorrections(unsigned producer);
 
   GlobalCascade &gc;
   const OnlinePlan &plan;
@@ -83,52 +76,13 @@ private:
   TiledRewriter rewriter;
   std::vector<unsigned> order;
   DenseMap<unsigned, unsigned> runId, refId, finalId;
-  std::map<std::tuple<unsigned, double, bool>, unsigned> corrId;
+  CorrectionIds corrId;
 };
-
-void OnlineEmitter::emitCorrections(unsigned producer) {
-  const GEinsum &pe = gc.einsum(producer);
-  SmallVector<unsigned> ranks = gc.valueRanks(producer);
-  SmallVector<ExprAttr> at = indexOf(ranks), atNext = at;
-  at.push_back(ExprAttr::getIndex(gc.dim(p1)));
-  ExprAttr old = ExprAttr::getLoad(ctx, runId[producer], at);
-  ExprAttr ref = ExprAttr::getLoad(ctx, refId[producer], at);
-  SmallVector<AffineExpr> out;
-  for (unsigned r : ranks)
-    out.push_back(gc.dim(r));
-  out.push_back(gc.dim(p1));
-  for (auto &[r, list] : plan.corrections)
-    for (const Correction &c : list) {
-      if (c.producer != producer)
-        continue;
-      auto key = std::make_tuple(producer, c.coef, c.base2);
-      if (corrId.count(key))
-        continue;
-      // base(a * (new - old)); a < 0 for a max: base(|a| * (old - new)).
-      ExprAttr diff = ExprAttr::getOp(ctx, ExprKind::Sub,
-                                      c.coef < 0 ? ArrayRef<ExprAttr>{old, ref}
-                                                 : ArrayRef<ExprAttr>{ref, old});
-      double scale = std::abs(c.coef);
-      if (scale != 1)
-        diff = ExprAttr::getOp(ctx, ExprKind::Mul,
-                               {diff, ExprAttr::getConst(ctx, scale)});
-      GEinsum g{"c_" + pe.name, out,
-                ExprAttr::getOp(ctx, c.base2 ? ExprKind::Exp2 : ExprKind::Exp,
-                                {diff}),
-                nullptr, Reducer::None, {}, {}, {}, pe.elemType, {}, pe.loc};
-      if (!corrId.empty() &&
-          llvm::any_of(corrId, [&](auto &kv) { return std::get<0>(kv.first) == producer; }))
-        g.name += "_" + std::to_string(corrId.size());
-      corrections.push_back(g.name + " = " +
-                            printExpr(gc, g.expr));
-      corrId[key] = emit(std::move(g));
-    }
-}
 
 void OnlineEmitter::emitOnline(unsigned r) {
   const GEinsum &re = gc.einsum(r);
   SmallVector<unsigned> ranks = gc.valueRanks(r);
-  SmallVector<ExprAttr> at = indexOf(ranks);
+  SmallVector<ExprAttr> at = gc.indices(ranks);
   at.push_back(ExprAttr::getIndex(gc.dim(p1)));
 
   // Local reduction over the tile.
@@ -141,16 +95,8 @@ void OnlineEmitter::emitOnline(unsigned r) {
   unsigned localId = emit(std::move(local));
 
   // Running value along p1, rescaled by the corrections.
-  ExprAttr self = ExprAttr::getLoad(ctx, -1, at);
-  for (const Correction &c : plan.corrections.lookup(r)) {
-    SmallVector<ExprAttr> idx;
-    for (AffineExpr a : c.index)
-      idx.push_back(ExprAttr::getIndex(a));
-    idx.push_back(ExprAttr::getIndex(gc.dim(p1)));
-    unsigned cid = corrId[std::make_tuple(c.producer, c.coef, c.base2)];
-    self = ExprAttr::getOp(ctx, ExprKind::Mul,
-                           {self, ExprAttr::getLoad(ctx, cid, idx)});
-  }
+  ExprAttr self =
+      rescale(gc, plan, r, ExprAttr::getLoad(ctx, -1, at), p1, corrId);
   ExprAttr l = ExprAttr::getLoad(ctx, localId, at);
   ExprAttr update;
   switch (re.reducer) {
@@ -164,9 +110,7 @@ void OnlineEmitter::emitOnline(unsigned r) {
     update = ExprAttr::getOp(ctx, ExprKind::Min, {self, l});
     break;
   }
-  SmallVector<AffineExpr> out;
-  for (unsigned rk : ranks)
-    out.push_back(gc.dim(rk));
+  SmallVector<AffineExpr> out = gc.dims(ranks);
   SmallVector<AffineExpr> runOut = out;
   runOut.push_back(gc.dim(p1) + 1);
   GEinsum run{"r_" + re.name, runOut, update, nullptr, Reducer::None, {},
@@ -174,26 +118,27 @@ void OnlineEmitter::emitOnline(unsigned r) {
   runId[r] = emit(std::move(run));
   (re.reducer == Reducer::Sum ? runningSums : runningMax).push_back("r_" + re.name);
 
-  SmallVector<ExprAttr> next = indexOf(ranks);
+  SmallVector<ExprAttr> next = gc.indices(ranks);
   next.push_back(ExprAttr::getIndex(gc.dim(p1) + 1));
   if (plan.producers.contains(r)) {
     // ref = (r == -inf ? 0 : r): the reference of the exponents.
     ExprAttr cur = ExprAttr::getLoad(ctx, runId[r], next);
-    ExprAttr empty = ExprAttr::getOp(
-        ctx, ExprKind::Eq,
-        {cur, ExprAttr::getConst(ctx, reducerIdentity(re.reducer))});
     SmallVector<AffineExpr> refOut = out;
     refOut.push_back(gc.dim(p1));
-    GEinsum ref{"ref_" + re.name, refOut,
-                ExprAttr::getOp(ctx, ExprKind::Select,
-                                {empty, ExprAttr::getConst(ctx, 0.0), cur}),
+    GEinsum ref{"ref_" + re.name, refOut, safeReference(cur, re.reducer),
                 nullptr, Reducer::None, {}, {}, {}, re.elemType, {}, re.loc};
     refId[r] = emit(std::move(ref));
-    emitCorrections(r);
+    // c = base(a * (new - old)); a < 0 for a max: base(|a| * (old - new)).
+    ExprAttr old = ExprAttr::getLoad(ctx, runId[r], at);
+    ExprAttr refAt = ExprAttr::getLoad(ctx, refId[r], at);
+    corrections.append(emitCorrections(
+        gc, plan, r, refOut,
+        [&](const Correction &c) { return buildCorrection(c, old, refAt); },
+        corrId, [&](GEinsum g) { return emit(std::move(g)); }));
   }
 
   // The final value replaces the reduction outside the loop.
-  SmallVector<ExprAttr> last = indexOf(ranks);
+  SmallVector<ExprAttr> last = gc.indices(ranks);
   last.push_back(ExprAttr::getIndex(gc.sym(p1)));
   GEinsum fin{re.name, out, ExprAttr::getLoad(ctx, runId[r], last), nullptr,
               Reducer::None, {}, {}, {}, re.elemType, {}, re.loc};
@@ -201,34 +146,9 @@ void OnlineEmitter::emitOnline(unsigned r) {
 }
 
 LogicalResult OnlineEmitter::run() {
-  for (unsigned x : gc.body()) {
-    if (plan.online.contains(x)) {
-      emitOnline(x);
-      continue;
-    }
-    if (plan.tiled.contains(x))
-      rewriter.emitTiled(x, order);
-    // The original stays for readers outside the loop (removed if unused);
-    // it reads the final values of the online reductions.
-    GEinsum &g = gc.einsum(x);
-    auto toFinal = [&](ExprAttr e) {
-      return mapExpr(e, [&](ExprAttr node, ArrayRef<ExprAttr> args) -> ExprAttr {
-        if (node.getKind() == ExprKind::Load && node.getInput() >= 0 &&
-            finalId.count(node.getInput()))
-          return ExprAttr::getLoad(ctx, finalId[node.getInput()], args);
-        return nullptr;
-      });
-    };
-    g.expr = toFinal(g.expr);
-    if (g.cond)
-      g.cond = toFinal(g.cond);
-    order.push_back(x);
-  }
-  for (unsigned &y : gc.yields())
-    if (finalId.count(y))
-      y = finalId[y];
-  gc.body() = order;
-  gc.removeDeadEinsums();
+  emitBody(gc, plan, rewriter, order, finalId,
+           [&](unsigned x) { emitOnline(x); });
+  finishBody(gc, std::move(order), finalId);
   // Where the original of a tiled Einsum stays (2-pass form: it is read in
   // the second pass), the tiled copy gets its own name.
   for (auto [x, t] : rewriter.tiledId)
@@ -264,10 +184,16 @@ struct DeriveOnlinePass
       // nothing there needs a correction).
       SmallVector<std::string> withMax;
       for (const std::string &r : candidates) {
+        // r itself, or the outer rank of its partition (a paged KV cache).
+        SmallVector<std::string> names = {r};
+        for (auto part : cascade.getPartitions().getAsRange<PartitionAttr>())
+          if (part.getRank().getValue() == r)
+            names.push_back(part.getOuter().str());
         bool reducedByMax = false;
         cascade.walk([&](EinsumOp op) {
           if (op.getReducer() != Reducer::None && op.getReducer() != Reducer::Sum &&
-              llvm::is_contained(op.getReduced().getAsValueRange<StringAttr>(), r))
+              llvm::any_of(op.getReduced().getAsValueRange<StringAttr>(),
+                           [&](StringRef n) { return llvm::is_contained(names, n); }))
             reducedByMax = true;
         });
         if (reducedByMax)
@@ -325,11 +251,27 @@ struct DeriveOnlinePass
       return success();
     }
 
-    unsigned p1 = gc.addRank(gc.freshRankName(rankName + "1"));
-    unsigned p0 = gc.addRank(gc.freshRankName(rankName + "0"));
-    std::optional<int64_t> size = gc.staticSize(p);
-    gc.addPartition(p, p1, p0, tile, !size || *size % tile != 0);
-    OnlineEmitter emitter(gc, plan, p1, p0, tile);
+    // Tiles of `tile` keys, or the partition of p that the cascade
+    // declares (the pages of a paged KV cache, whose reductions are
+    // written over it; the blocks of block-sparse attention).
+    unsigned p1, p0;
+    int64_t tileSize = tile;
+    std::string tiling;
+    if (plan.declared) {
+      p1 = plan.declared->outer;
+      p0 = plan.declared->inner;
+      tileSize = plan.declared->tile;
+      tiling = "the declared partition " + rankName + " -> " +
+               gc.rankName(p1).str() + ", " + gc.rankName(p0).str() + " = " +
+               std::to_string(tileSize);
+    } else {
+      p1 = gc.addRank(gc.freshRankName(rankName + "1"));
+      p0 = gc.addRank(gc.freshRankName(rankName + "0"));
+      std::optional<int64_t> size = gc.staticSize(p);
+      gc.addPartition(p, p1, p0, tile, !size || *size % tile != 0);
+      tiling = "tiles of " + std::to_string(tile);
+    }
+    OnlineEmitter emitter(gc, plan, p1, p0, tileSize);
     if (failed(emitter.run())) {
       emitRemark(cascade.getLoc())
           << "no online form over " << rankName << ": " << emitter.error;
@@ -352,7 +294,7 @@ struct DeriveOnlinePass
     std::string text;
     llvm::raw_string_ostream os(text);
     os << "derived the " << target << "-pass form over " << rankName
-       << " (tiles of " << tile << "): passes(" << rankName << ") "
+       << " (" << tiling << "): passes(" << rankName << ") "
        << passesBefore << " -> " << passesAfter;
     if (!emitter.runningMax.empty())
       os << "; running max/min: " << llvm::join(emitter.runningMax, ", ");

@@ -124,42 +124,84 @@ def AttnDeriveOnlinePass : Pass<"attn-derive-online", "::mlir::ModuleOp"> {
     With `two-pass`, only the reductions read in full inside the loop (the
     max and the denominator) become running values; the rest stays a second
     pass over p that reads their final values.
+
+    A cascade that declares a partition of p (`p -> p1, p0 = 16`) is tiled
+    by it instead of a new one: a paged KV cache, whose reductions are
+    written over the pages (`max(p1, p0)`), iterates the page rank p1 with
+    a page as the tile; the key blocks of a block-sparse layout are the
+    tiles. A value that is the reference of a max, `select(gm == -inf, 0,
+    gm)` (as in the parts that attn-split-kv makes), reads inside the loop
+    as the running reference.
   }];
   let options = [
     Option<"rank", "rank", "std::string", /*default=*/"\"\"",
            "The rank to derive over (default: the only rank with more passes than wanted)">,
     Option<"tile", "tile", "int64_t", /*default=*/"64",
-           "Tile size along the rank (the inner rank of the partition)">,
+           "Tile size along the rank (the inner rank of the partition; a "
+           "partition that the cascade declares for the rank is used instead)">,
     Option<"twoPass", "two-pass", "bool", /*default=*/"false",
            "Derive the 2-pass form (running max and denominator, then a normalising pass)">
   ];
 }
 
 def AttnSplitKVPass : Pass<"attn-split-kv", "::mlir::ModuleOp"> {
-  let summary = "Split the key rank into independent parts and merge their partial results";
+  let summary = "Split the keys into independent parts and merge their partial (O, LSE) results";
   let description = [{
-    Partitions the key rank p into parts of `split-size` keys
-    (`p -> ps, pi`, ps = ceildiv(|p|, split-size) splits) whose reductions
-    are independent (the parallel split of FlashDecoding for decode, where
-    one query row has too little work for a whole machine), then merges the
-    partial results with the corrections of the online form: every max
-    first (`gm = max_ps gm_part`), then every partial sum rescaled to the
-    merged max, `sd = sum_ps sd_part * c_gm` with
-    `c_gm[ps] = exp(gm_part[ps] - ref_gm)` and `ref_gm = (gm == -inf ? 0 : gm)`.
-    This is the associative merge of (max, sum) pairs; in (O, LSE) form it is
-    `O = sum_s exp(LSE_s - LSE) * O_s`. Inside a split, the reductions read
-    the split's own partial max (`ref_gm_part`). An empty split contributes
-    nothing (its correction is exp(-inf) = 0).
+    Splits the keys into parts whose reductions are independent (the
+    parallel split of FlashDecoding for decode, where one query row has too
+    little work for a whole machine; the shared prefix of Hydragen), then
+    merges the parts' results.
+
+    * One key rank p: p is partitioned into parts of `split-size` keys
+      (`p -> ps, pi`, ps = ceildiv(|p|, split-size) splits). A cascade whose
+      reductions are already written over a partition of p (a paged KV
+      cache, `max(p1, p0)`) is split along it, one split per outer index.
+    * Several key ranks reduced together (`rank=s,p`; Hydragen's shared
+      prefix, where the prefix keys have no batch rank): one part per rank,
+      the cascade restricted to that rank's keys. Every reduction over one
+      key rank must be read only in a combination with its counterparts over
+      the others (`max(gmp, gms)`, `sdp + sds`).
+
+    Without `rank`, the key rank is the only rank that a max reduces, or the
+    ranks whose maxima one Einsum combines (`max(gmp, gms)`).
+
+    Each part reduces its keys against its own max (`ref_gm_part`, 0 while
+    the max is -inf). With `merge=lse` (the default), each part produces its
+    normalised results and their log-sum-exp, and the merge is the one that
+    FlashDecoding kernels exchange:
+
+    ```
+    o_part   = o_num_part / sd_part if (sd_part > 0)   // per split
+    lse_part = ref_gm_part + log(sd_part)               // -inf for an empty split
+    lse      = M + log(sum_ps exp(lse_part - M))        // M = max_ps lse_part, 0 if -inf
+    o        = sum_ps exp(lse_part - lse) * o_part if (lse > -inf)
+    ```
+
+    This applies to results that are a ratio N / D of sums over the keys
+    rescaled by the same max (D positive), or the log-sum-exp of such a D
+    (`gm + log(sd)`); any other result is refused with a remark. The guards
+    of the original (`if (sd > 0)`) carry over, so a row without keys gives
+    O = 0 and LSE = -inf, and an empty split (masked, or the ragged last one)
+    has weight exp(-inf) = 0.
+
+    With `merge=state`, the (max, sum) state is merged instead, without a
+    division per split: every max first (`gm = max_ps gm_part`), then every
+    partial sum rescaled to the merged max, `sd = sum_ps sd_part * c_gm` with
+    `c_gm[ps] = exp(gm_part[ps] - ref_gm)`. It takes one key rank.
 
     The planning and its refusals are those of attn-derive-online (the same
     cascades have, or lack, a split form); factors such as `/ sd` move out of
     the sums first.
   }];
   let options = [
-    Option<"rank", "rank", "std::string", /*default=*/"\"p\"",
-           "The key rank to split">,
+    ListOption<"rank", "rank", "std::string",
+               "The key rank to split, or several key ranks reduced together "
+               "(rank=s,p); default: detected">,
     Option<"splitSize", "split-size", "int64_t", /*default=*/"256",
-           "Keys per split (the inner rank of the partition)">
+           "Keys per split (the inner rank of the partition; one key rank only)">,
+    Option<"merge", "merge", "std::string", /*default=*/"\"lse\"",
+           "How the parts are merged: lse (partial (O, LSE), merged by "
+           "log-sum-exp) or state (the (max, sum) state)">
   ];
 }
 

@@ -11,6 +11,7 @@
 #include "mlir/IR/Verifier.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/StringSet.h"
 
 using namespace mlir;
 using namespace mlir::attn;
@@ -192,6 +193,20 @@ AffineExpr GlobalCascade::sym(unsigned g) const {
   return getAffineSymbolExpr(g, getContext());
 }
 
+SmallVector<AffineExpr> GlobalCascade::dims(ArrayRef<unsigned> ranks) const {
+  SmallVector<AffineExpr> out;
+  for (unsigned r : ranks)
+    out.push_back(dim(r));
+  return out;
+}
+
+SmallVector<ExprAttr> GlobalCascade::indices(ArrayRef<unsigned> ranks) const {
+  SmallVector<ExprAttr> out;
+  for (unsigned r : ranks)
+    out.push_back(ExprAttr::getIndex(dim(r)));
+  return out;
+}
+
 void GlobalCascade::addPartition(unsigned rank, unsigned outer, unsigned inner,
                                  int64_t tile, bool ragged) {
   MLIRContext *ctx = getContext();
@@ -288,6 +303,20 @@ CascadeOp GlobalCascade::materialize() {
   for (BlockArgument a : block.getArguments())
     values[a.getArgNumber()] = a;
   b.setInsertionPointToEnd(&block);
+  // Names are unique: a later Einsum with a name already given (the
+  // reference ref_gm of a split part, then the running ref_gm of its
+  // derivation) gets a suffix.
+  llvm::StringSet<> names;
+  for (Attribute a : cascade.getArgNames())
+    names.insert(cast<StringAttr>(a).getValue());
+  for (unsigned id : order) {
+    GEinsum &g = einsum(id);
+    if (!names.insert(g.name).second) {
+      std::string base = g.name;
+      for (int i = 0; !names.insert(g.name).second; ++i)
+        g.name = base + "_" + std::to_string(i);
+    }
+  }
   for (unsigned id : order) {
     const GEinsum &g = einsum(id);
     // The ranks used: output ranks first, then the others in global order.

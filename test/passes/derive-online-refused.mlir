@@ -109,3 +109,15 @@ attn.cascade @mask_mismatch ranks(m, p, e = 8)
   %sd = attn.einsum [m] = exp(%s[m, p] - %gm[m]) sum(p) : f32
   attn.yield %sd : !attn.t<[m], f32>
 }
+
+// -----
+
+// Reductions over j and over its partition j1, j0 at once: no single loop.
+attn.cascade @mixed_partition ranks(m, j, e = 8) partition(j -> j1, j0 = 16 ragged)
+    (%q: !attn.t<[m, e], f32>, %k: !attn.t<[j, e], f32>) -> (sd: !attn.t<[m], f32>) {
+  %s = attn.einsum [m, j] = %q[m, e] * %k[j, e] sum(e) : f32
+  %gm = attn.einsum [m] = %s[m, j1 * 16 + j0] max(j1, j0) : f32
+  // expected-remark@+1 {{no online form over j: 'sd' reduces j while other reductions are written over its partition into j1, j0}}
+  %sd = attn.einsum [m] = exp(%s[m, j] - %gm[m]) sum(j) : f32
+  attn.yield %sd : !attn.t<[m], f32>
+}

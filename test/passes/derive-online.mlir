@@ -139,3 +139,79 @@ attn.cascade @two_passes_no_max ranks(m, p, e = 8)
   %dq = attn.einsum [m, e] = %s[m, p] * %k[p, e] sum(p) : f32
   attn.yield %dq : !attn.t<[m, e], f32>
 }
+
+// -----
+
+// A paged KV cache: the reductions are written over the partition of p into
+// pages (max(p1, p0)), so the derivation iterates the page rank p1 and takes
+// a page (16 slots) as its tile; no partition is added and tile= does not
+// apply. The gathers through the block table stay as written.
+// CHECK-LABEL: attn.cascade @paged
+// CHECK-SAME: partition(p -> p1, p0 = 16 ragged)
+// CHECK-NOT: partition
+// CHECK: %l_gm = attn.einsum [b, m, p1] = %qk[b, m, p1, p0] max(p0)
+// CHECK: %r_gm = attn.einsum [b, m, p1 + 1] = max(%r_gm[b, m, p1], %l_gm[b, m, p1]) init(-inf)
+// CHECK: %sn = attn.einsum [b, m, p1, p0] = exp(%qk[b, m, p1, p0] - %ref_gm[b, m, p1]) if (%r_gm[b, m, p1 + 1] > -inf)
+// CHECK: %l_o_num = attn.einsum [b, m, f, p1] = %sn[b, m, p1, p0] * %v_cache[%block_table[b, p1], p0, f] sum(p0) if (p1 * 16 + p0 < %seq_lens[b])
+// CHECK: %o = attn.einsum [b, m, f] = %o_num[b, m, f] / %sd[b, m] if (%sd[b, m] > 0)
+// CERT: passes(p) = 1
+// expected-remark@+1 {{derived the 1-pass form over p (the declared partition p -> p1, p0 = 16): passes(p) 3 -> 1}}
+attn.cascade @paged ranks(b, m, p, n, e = 8, f = 8) partition(p -> p1, p0 = 16 ragged)
+    (%q: !attn.t<[b, m, e], f32>, %k_cache: !attn.t<[n, p0, e], f32>, %v_cache: !attn.t<[n, p0, f], f32>,
+     %block_table: !attn.t<[b, p1], i32>, %seq_lens: !attn.t<[b], i32>)
+    -> (o: !attn.t<[b, m, f], f32>, lse: !attn.t<[b, m], f32>) {
+  %qk = attn.einsum [b, m, p1, p0] = %q[b, m, e] * %k_cache[%block_table[b, p1], p0, e] if (p1 * 16 + p0 < %seq_lens[b]) else -inf : f32
+  %gm = attn.einsum [b, m] = %qk[b, m, p1, p0] max(p1, p0) : f32
+  %sn = attn.einsum [b, m, p1, p0] = exp(%qk[b, m, p1, p0] - %gm[b, m]) if (%gm[b, m] > -inf) : f32
+  %sd = attn.einsum [b, m] = %sn[b, m, p1, p0] sum(p1, p0) : f32
+  %o = attn.einsum [b, m, f] = %sn[b, m, p1, p0] * %v_cache[%block_table[b, p1], p0, f] / %sd[b, m] sum(p1, p0) if (%sd[b, m] > 0 and p1 * 16 + p0 < %seq_lens[b]) : f32
+  %lse = attn.einsum [b, m] = %gm[b, m] + log(%sd[b, m]) : f32
+  attn.yield %o, %lse : !attn.t<[b, m, f], f32>, !attn.t<[b, m], f32>
+}
+
+// -----
+
+// A declared partition of p that the reductions do not use (the key blocks
+// of a block-sparse layout) is the tiling: p is rewritten as p1 * 32 + p0
+// with its ranks, one tile per key block.
+// CHECK-LABEL: attn.cascade @blocks
+// CHECK-SAME: partition(p -> p1, p0 = 32 ragged)
+// CHECK-NOT: partition
+// CHECK: %qk = attn.einsum [m, p1, p0] = %q[m, e] * %k[p1 * 32 + p0, e] sum(e) if (%mask[m floordiv 32, p1 + p0 floordiv 32] > 0) else -inf
+// CHECK: %l_gm = attn.einsum [m, p1] = %qk[m, p1, p0] max(p0)
+// CERT: passes(p) = 1
+// expected-remark@+1 {{derived the 1-pass form over p (the declared partition p -> p1, p0 = 32): passes(p) 3 -> 1}}
+attn.cascade @blocks ranks(m, p, n, e = 8, f = 8) partition(p -> p1, p0 = 32 ragged)
+    (%q: !attn.t<[m, e], f32>, %k: !attn.t<[p, e], f32>, %v: !attn.t<[p, f], f32>, %mask: !attn.t<[n, p1], i32>)
+    -> (o: !attn.t<[m, f], f32>) {
+  %qk = attn.einsum [m, p] = %q[m, e] * %k[p, e] sum(e) if (%mask[m floordiv 32, p floordiv 32] > 0) else -inf : f32
+  %gm = attn.einsum [m] = %qk[m, p] max(p) : f32
+  %sn = attn.einsum [m, p] = exp(%qk[m, p] - %gm[m]) if (%gm[m] > -inf) : f32
+  %sd = attn.einsum [m] = %sn[m, p] sum(p) : f32
+  %o = attn.einsum [m, f] = %sn[m, p] * %v[p, f] / %sd[m] sum(p) if (%sd[m] > 0) : f32
+  attn.yield %o : !attn.t<[m, f], f32>
+}
+
+// -----
+
+// The reference of the max written out (ref_gm, as in the parts that
+// attn-split-kv makes): inside the loop it reads as the running reference,
+// which is what the derivation subtracts anyway; outside, the original
+// reads the final max.
+// CHECK-LABEL: attn.cascade @reference
+// CHECK: %ref_gm = attn.einsum [m, p1] = select(%r_gm[m, p1 + 1] == -inf, 0.0, %r_gm[m, p1 + 1])
+// CHECK: %ref_gm_0 = attn.einsum [m] = select(%gm[m] == -inf, 0.0, %gm[m])
+// CHECK: %sn = attn.einsum [m, p1, p0] = exp(%s[m, p1, p0] - %ref_gm[m, p1])
+// CHECK: %lse = attn.einsum [m] = %ref_gm_0[m] + log(%sd[m])
+// CERT: passes(p) = 1
+// expected-remark@+1 {{passes(p) 2 -> 1}}
+attn.cascade @reference ranks(m, p, e = 8)
+    (%q: !attn.t<[m, e], f32>, %k: !attn.t<[p, e], f32>) -> (lse: !attn.t<[m], f32>) {
+  %s = attn.einsum [m, p] = %q[m, e] * %k[p, e] sum(e) : f32
+  %gm = attn.einsum [m] = %s[m, p] max(p) : f32
+  %ref_gm = attn.einsum [m] = select(%gm[m] == -inf, 0.0, %gm[m]) : f32
+  %sn = attn.einsum [m, p] = exp(%s[m, p] - %ref_gm[m]) : f32
+  %sd = attn.einsum [m] = %sn[m, p] sum(p) : f32
+  %lse = attn.einsum [m] = %ref_gm[m] + log(%sd[m]) : f32
+  attn.yield %lse : !attn.t<[m], f32>
+}

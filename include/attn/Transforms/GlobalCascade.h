@@ -98,6 +98,10 @@ public:
   std::string freshRankName(llvm::StringRef base) const;
   AffineExpr dim(unsigned g) const;
   AffineExpr sym(unsigned g) const;
+  /// dim(g) for each rank of `ranks` (an output index), and as index
+  /// expressions (the indices of a load at those ranks).
+  llvm::SmallVector<AffineExpr> dims(llvm::ArrayRef<unsigned> ranks) const;
+  llvm::SmallVector<ExprAttr> indices(llvm::ArrayRef<unsigned> ranks) const;
   ExprAttr index(AffineExpr e) const { return ExprAttr::getIndex(e); }
   /// Partitions added by the rewrite: rank, outer, inner, tile, ragged.
   void addPartition(unsigned rank, unsigned outer, unsigned inner, int64_t tile,

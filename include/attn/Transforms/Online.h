@@ -34,8 +34,12 @@
 #include "llvm/ADT/SetVector.h"
 
 #include <functional>
+#include <map>
+#include <tuple>
 
 namespace mlir::attn {
+
+class TiledRewriter;
 
 enum class OnlineMode {
   /// Every p-reduction from partials: one pass over p.
@@ -55,18 +59,53 @@ struct Correction {
   llvm::SmallVector<AffineExpr> index;
 };
 
+/// A rank that is already partitioned (`p -> p1, p0 = 16`, the pages of a
+/// paged KV cache) and whose reductions are written over the partition
+/// (`max(p1, p0)`): the online form then iterates the existing outer rank
+/// and takes the existing inner rank as its tile.
+struct ExistingPartition {
+  unsigned outer, inner;
+  int64_t tile;
+};
+
 struct OnlinePlan {
+  /// The key rank p.
   unsigned rank = 0;
+  /// The rank whose reduction makes an Einsum a p-reduction: p, or the outer
+  /// rank of `partition` when the cascade is written over it.
+  unsigned loop = 0;
+  std::optional<ExistingPartition> partition;
+  /// A partition of p that the cascade declares (written over or not, as
+  /// the blocks of 32 keys of block-sparse attention).
+  std::optional<ExistingPartition> declared;
+  /// The ranks through which a value depends on the keys: p, and the outer
+  /// and inner ranks of an existing partition of p.
+  llvm::SmallVector<unsigned, 3> keyRanks;
   /// S, in program order.
   llvm::SetVector<unsigned> online;
   /// Einsums over p computed per tile.
   llvm::DenseSet<unsigned> tiled;
   /// Producers read inside the loop (they need a running reference value).
   llvm::SetVector<unsigned> producers;
+  /// Values that are the reference of a producer P, `select(P == -inf, 0,
+  /// P)` (`ref_gmp` of a split-KV part): inside the loop they read as P's
+  /// running reference, in expressions (not in conditions).
+  llvm::DenseMap<unsigned, unsigned> aliases;
   /// The corrections of every member of S (empty: none needed).
   llvm::DenseMap<unsigned, llvm::SmallVector<Correction>> corrections;
   /// What hoisting did, for the remark (e.g. "o: / sd, if (sd > 0)").
   llvm::SmallVector<std::string> hoisted;
+  /// The indicators of every member of S: the conditions on its elements
+  /// that are free of S (its own and those of inlined Einsums).
+  llvm::DenseMap<unsigned, llvm::SmallVector<ExprAttr>> indicators;
+  /// Members of S whose terms are positive wherever an indicator holds (a
+  /// product of exponentials and positive constants): a denominator whose
+  /// logarithm is the log-sum-exp of a partial result.
+  llvm::DenseSet<unsigned> positive;
+
+  /// True if `e` uses one of keyRanks.
+  bool usesKey(ExprAttr e) const;
+  bool usesKey(AffineExpr e) const;
 };
 
 /// Why a cascade has no online form: a location and a sentence.
@@ -99,6 +138,142 @@ LogicalResult planOnline(GlobalCascade &gc, unsigned rank, OnlineMode mode,
 
 /// The identity of a reducer (0, -inf, +inf).
 double reducerIdentity(Reducer r);
+
+/// Sets plan.rank, plan.loop, plan.partition and plan.keyRanks for the key
+/// rank `rank` (hoistInvariantFactors and planOnline call it).
+void initKeyRank(GlobalCascade &gc, unsigned rank, OnlinePlan &plan);
+
+//===----------------------------------------------------------------------===//
+// Building blocks of the rewrites
+//===----------------------------------------------------------------------===//
+
+/// `e` (global form) with the ranks `ranks` replaced by `indices`: the body
+/// of a value whose ranks are `ranks`, seen from a load at `indices`.
+AffineExpr substituteRanks(const GlobalCascade &gc, llvm::ArrayRef<unsigned> ranks,
+                           llvm::ArrayRef<AffineExpr> indices, AffineExpr e);
+ExprAttr substituteRanks(const GlobalCascade &gc, llvm::ArrayRef<unsigned> ranks,
+                         llvm::ArrayRef<AffineExpr> indices, ExprAttr e);
+
+/// The reference value of a running (or partial) max or min `v`:
+/// `select(v == -inf, 0, v)` (`+inf` for a min). Exponents subtract the
+/// reference, so that exp(-inf - -inf) never occurs.
+ExprAttr safeReference(ExprAttr v, Reducer r);
+
+/// The factor that rescales a partial result carrying base(a * P_old) to
+/// P_new, `base(|a| * (old - ref))` for a < 0 (a max) and
+/// `base(|a| * (ref - old))` for a > 0 (a min); `old` and `ref` are loads of
+/// the producer's old value and of the new reference.
+ExprAttr buildCorrection(const Correction &c, ExprAttr old, ExprAttr ref);
+
+/// The correction Einsums emitted so far, by (producer, coef, base2): the
+/// reductions rescaled by the same factor share one.
+using CorrectionIds = std::map<std::tuple<unsigned, double, bool>, unsigned>;
+
+/// Emits one Einsum per distinct correction of `producer` among
+/// plan.corrections (named c_<P>, then c_<P>_<k>), with output `out` and
+/// expression `build(c)`, through `emit`; records them in `ids` and returns
+/// "name = expression" for each, for remarks.
+llvm::SmallVector<std::string>
+emitCorrections(GlobalCascade &gc, const OnlinePlan &plan, unsigned producer,
+                llvm::ArrayRef<AffineExpr> out,
+                llvm::function_ref<ExprAttr(const Correction &)> build,
+                CorrectionIds &ids, llvm::function_ref<unsigned(GEinsum)> emit);
+
+/// `value * c_P[index, outer] * ...` for each correction of S-member `r`
+/// (`outer`: the iterative or split rank the corrections are indexed by).
+ExprAttr rescale(const GlobalCascade &gc, const OnlinePlan &plan, unsigned r,
+                 ExprAttr value, unsigned outer, const CorrectionIds &ids);
+
+/// `e` with the loads of the values in `to` (original -> replacement)
+/// redirected, indices unchanged: originals that stay outside the loop read
+/// the final values of the online reductions.
+ExprAttr redirectLoads(ExprAttr e, const llvm::DenseMap<unsigned, unsigned> &to);
+
+/// The common skeleton of the rewrites: walks gc.body() in program order and
+/// appends to `order` what replaces each Einsum: `emitOnline(x)` for a
+/// member of S, a tiled copy for a tiled Einsum, and every Einsum but the
+/// members of S themselves, reading the final values (`finalId`, filled by
+/// emitOnline as it goes).
+void emitBody(GlobalCascade &gc, const OnlinePlan &plan, TiledRewriter &rewriter,
+              std::vector<unsigned> &order,
+              const llvm::DenseMap<unsigned, unsigned> &finalId,
+              llvm::function_ref<void(unsigned)> emitOnline);
+
+/// Redirects the yields to the final values, installs `order` as the body and
+/// drops the Einsums that no result needs.
+void finishBody(GlobalCascade &gc, std::vector<unsigned> order,
+                const llvm::DenseMap<unsigned, unsigned> &finalId);
+
+//===----------------------------------------------------------------------===//
+// The (O, LSE) form of a result
+//===----------------------------------------------------------------------===//
+
+/// How a result of the cascade is merged from partial results computed over
+/// disjoint parts of the keys (the splits of split-KV, the prefix and the
+/// suffix of Hydragen):
+///   * Free: it does not depend on the online set;
+///   * Ratio: `N / D` times factors free of S, where D is a positive sum of S
+///     (the denominator) and N a linear combination of sums of S rescaled
+///     exactly like D (the numerators): per part O_i = N_i / D_i, and
+///     O = sum_i exp(LSE_i - LSE) * O_i with LSE_i = log of D_i without its
+///     max (`ref_gm_i + log(D_i)`) and LSE = log sum_i exp(LSE_i);
+///   * LogSum: `scale * LSE + rest` (`gm + log(sd)`), rest free of S.
+struct NormalizedOutput {
+  enum class Kind { Free, Ratio, LogSum };
+  Kind kind = Kind::Free;
+  /// The result (a value of the cascade).
+  unsigned value = 0;
+  /// Ratio: the expression of the result with the Einsums between it and S
+  /// inlined (global form, in the result's ranks).
+  ExprAttr expr;
+  /// The denominator D and where the result reads it (in its ranks).
+  unsigned den = 0;
+  llvm::SmallVector<AffineExpr> denIndex;
+  /// The conditions of the result that are free of S.
+  llvm::SmallVector<ExprAttr> conds;
+  /// The result is guarded by `D > 0` (empty, i.e. its else value, where
+  /// every part is empty).
+  bool guarded = false;
+  /// LogSum: the result is scale * LSE + rest (rest free of S, or null).
+  double scale = 1;
+  ExprAttr rest;
+};
+
+/// Classifies the results `values` (the cascade's yields, or those of a
+/// restriction) against `plan`; on failure, `why` names the result that has
+/// no (O, LSE) form.
+LogicalResult classifyOutputs(GlobalCascade &gc, const OnlinePlan &plan,
+                              llvm::ArrayRef<unsigned> values,
+                              llvm::SmallVectorImpl<NormalizedOutput> &out,
+                              std::optional<Refusal> &why);
+
+//===----------------------------------------------------------------------===//
+// Several key ranks (Hydragen's shared prefix)
+//===----------------------------------------------------------------------===//
+
+/// The cascade restricted to the keys of one key rank r among several:
+/// every combination of counterparts (`max(gmp, gms)`, `sdp + sds`) is
+/// replaced by its part over r, so that the reductions over the other key
+/// ranks drop out (as if those ranks were empty). Einsums that change get a
+/// copy named `<name>_<r>`; a copy that only reads another value is
+/// forwarded to it.
+struct Restriction {
+  unsigned rank = 0;
+  /// The Einsums it needs, in program order (shared ones included).
+  std::vector<unsigned> body;
+  /// The results, in the order of the cascade's yields.
+  std::vector<unsigned> yields;
+};
+
+/// Checks that the cascade computes one reduction over the union of the key
+/// ranks `keyRanks`: every reduction over one of them is read only inside a
+/// combination with exactly one counterpart over each other key rank (a
+/// sum in `+`, a max in `max(...)`, a min in `min(...)`), nothing iterates
+/// two key ranks, and every result needs only such combinations; then
+/// builds the restriction to each key rank.
+LogicalResult restrictToKeyRanks(GlobalCascade &gc, llvm::ArrayRef<unsigned> keyRanks,
+                                 llvm::SmallVectorImpl<Restriction> &out,
+                                 std::optional<Refusal> &why);
 
 /// Rewrites Einsums over p for p = outer * tile + inner (tiles of the online
 /// form, or splits of split-KV): indices over p are substituted, loads of
