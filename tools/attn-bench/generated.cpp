@@ -29,10 +29,45 @@
 
 #include "bench.h"
 
+#include "attn/runtime.h"
+
+#include <cmath>
+
+// The entry points of the libraries tools/attn-bench/CMakeLists.txt builds
+// with attnc (their headers would each repeat the runtime ABI; the args
+// struct is an array of tensor pointers, so one declaration serves all).
+extern "C" {
+attn_status bench_mha_d64_mha(const void *, const attn_launch *);
+attn_status bench_mha_d128_mha(const void *, const attn_launch *);
+attn_status bench_causal_d64_causal(const void *, const attn_launch *);
+attn_status bench_causal_d128_causal(const void *, const attn_launch *);
+}
+
 namespace attn_bench {
 
-void registerGeneratedImpls(Registry &) {
-  // No generated kernel yet.
+void registerGeneratedImpls(Registry &r) {
+  struct K {
+    AbiKernelFn fn;
+    int causal;
+    int64_t d;
+    const char *name, *what;
+  } kernels[] = {
+      {reinterpret_cast<AbiKernelFn>(bench_mha_d64_mha), 0, 64, "attnc-mha-d64", "examples/mha.mlir, d=64"},
+      {reinterpret_cast<AbiKernelFn>(bench_mha_d128_mha), 0, 128, "attnc-mha-d128", "examples/mha.mlir, d=128"},
+      {reinterpret_cast<AbiKernelFn>(bench_causal_d64_causal), 1, 64, "attnc-causal-d64", "examples/causal.mlir, d=64"},
+      {reinterpret_cast<AbiKernelFn>(bench_causal_d128_causal), 1, 128, "attnc-causal-d128", "examples/causal.mlir, d=128"},
+  };
+  for (const K &k : kernels) {
+    AbiKernelSpec s;
+    s.name = k.name;
+    s.fn = k.fn;
+    s.causal = k.causal;
+    s.staticD = k.d;
+    s.scale = 1.0f / std::sqrt(float(k.d)); // CMakeLists.txt sets it so
+    s.lastError = attn_last_error;
+    s.description = std::string("attnc ") + k.what;
+    r.add(makeAbiKernelImpl(s));
+  }
 }
 
 } // namespace attn_bench
