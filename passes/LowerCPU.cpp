@@ -141,31 +141,35 @@ KeyLoop findKeyLoop(GlobalCascade &gc) {
   return key;
 }
 
+/// Calls `fn` on every load of a cascade argument (a tensor, not an Einsum
+/// result) in the map expression and the condition of `e`.
+void forEachTensorLoad(GlobalCascade &gc, const GEinsum &e,
+                       function_ref<void(ExprAttr)> fn) {
+  for (ExprAttr x : {e.expr, e.cond}) {
+    if (!x)
+      continue;
+    walkExpr(x, [&](ExprAttr n) {
+      if (n.getKind() == ExprKind::Load && n.getInput() >= 0 &&
+          !gc.isEinsum(n.getInput()))
+        fn(n);
+    });
+  }
+}
+
 /// True if a load index of any operand reading `keyRanks` also uses `g`.
 bool indexesKeyOperands(GlobalCascade &gc, unsigned g,
                         ArrayRef<unsigned> keyRanks) {
   bool found = false;
-  for (unsigned id : gc.body()) {
-    const GEinsum &e = gc.einsum(id);
-    auto visit = [&](ExprAttr x) {
-      if (!x)
-        return;
-      walkExpr(x, [&](ExprAttr n) {
-        if (n.getKind() != ExprKind::Load || n.getInput() < 0 ||
-            gc.isEinsum(n.getInput()))
-          return;
-        bool key = false, uses = false;
-        for (ExprAttr ix : n.getArgs()) {
-          for (unsigned k : keyRanks)
-            key |= usesRank(ix, k);
-          uses |= usesRank(ix, g);
-        }
-        found |= key && uses;
-      });
-    };
-    visit(e.expr);
-    visit(e.cond);
-  }
+  for (unsigned id : gc.body())
+    forEachTensorLoad(gc, gc.einsum(id), [&](ExprAttr n) {
+      bool key = false, uses = false;
+      for (ExprAttr ix : n.getArgs()) {
+        for (unsigned k : keyRanks)
+          key |= usesRank(ix, k);
+        uses |= usesRank(ix, g);
+      }
+      found |= key && uses;
+    });
   return found;
 }
 
@@ -274,6 +278,11 @@ private:
 
   void emitEinsum(unsigned id);
   bool vectorizable(unsigned id);
+  /// True if vectors of `vector-width` rows tile the row tile.
+  bool rowLanes() const {
+    return options.vectorize && plan.rowRank >= 0 && options.vectorWidth >= 2 &&
+           plan.rowTile % options.vectorWidth == 0;
+  }
   void withLanes(function_ref<void()> body);
   void setLanes(Value base);
   void clearLanes();
@@ -1104,28 +1113,17 @@ void CpuLowering::clearLanes() {
 }
 
 bool CpuLowering::vectorizable(unsigned id) {
-  if (!options.vectorize || plan.rowRank < 0 || options.vectorWidth < 2 ||
-      plan.rowTile % options.vectorWidth != 0)
+  if (!rowLanes())
     return false;
   const Buffer &buf = buffers[id];
   if (buf.dims.empty() || int(buf.dims.back()) != plan.rowRank)
     return false;
-  const GEinsum &e = gc.einsum(id);
   bool ok = true;
-  auto visit = [&](ExprAttr x) {
-    if (!x)
-      return;
-    walkExpr(x, [&](ExprAttr n) {
-      if (n.getKind() != ExprKind::Load || n.getInput() < 0 ||
-          gc.isEinsum(n.getInput()))
-        return;
-      // A tensor read along the row rank would need a gather.
-      for (ExprAttr ix : n.getArgs())
-        ok &= !usesRank(ix, plan.rowRank);
-    });
-  };
-  visit(e.expr);
-  visit(e.cond);
+  // A tensor read along the row rank would need a gather.
+  forEachTensorLoad(gc, gc.einsum(id), [&](ExprAttr n) {
+    for (ExprAttr ix : n.getArgs())
+      ok &= !usesRank(ix, plan.rowRank);
+  });
   return ok;
 }
 
@@ -1156,8 +1154,7 @@ static bool loadUses(ExprAttr load, unsigned g) {
 
 std::optional<CpuLowering::Contraction>
 CpuLowering::matchContraction(unsigned id) {
-  if (!options.vectorize || plan.rowRank < 0 || options.vectorWidth < 2 ||
-      plan.rowTile % options.vectorWidth != 0)
+  if (!rowLanes())
     return std::nullopt;
   const GEinsum &e = gc.einsum(id);
   const Buffer &buf = buffers[id];

@@ -471,17 +471,26 @@ private:
 };
 } // namespace
 
-bool Planner::dependsOnS(unsigned id) {
+/// True if value `id` is in the online set of `plan` or depends on one of
+/// its members, memoised in `memo`.
+static bool dependsOnOnline(const GlobalCascade &gc, const OnlinePlan &plan,
+                            unsigned id, DenseMap<unsigned, bool> &memo) {
   if (!gc.isEinsum(id))
     return false;
-  if (inS(id))
+  if (plan.online.contains(id))
     return true;
-  if (auto it = dependsMemo.find(id); it != dependsMemo.end())
+  if (auto it = memo.find(id); it != memo.end())
     return it->second;
-  dependsMemo[id] = false;
-  bool r = llvm::any_of(gc.operandsOf(id), [&](unsigned o) { return dependsOnS(o); });
-  dependsMemo[id] = r;
+  memo[id] = false;
+  bool r = llvm::any_of(gc.operandsOf(id), [&](unsigned o) {
+    return dependsOnOnline(gc, plan, o, memo);
+  });
+  memo[id] = r;
   return r;
+}
+
+bool Planner::dependsOnS(unsigned id) {
+  return dependsOnOnline(gc, plan, id, dependsMemo);
 }
 
 /// A guard is a condition that only says "the row is not empty":
@@ -1005,16 +1014,7 @@ private:
 } // namespace
 
 bool OutputClassifier::dependsOnS(unsigned id) {
-  if (!gc.isEinsum(id))
-    return false;
-  if (inS(id))
-    return true;
-  if (auto it = memo.find(id); it != memo.end())
-    return it->second;
-  memo[id] = false;
-  bool r = llvm::any_of(gc.operandsOf(id), [&](unsigned o) { return dependsOnS(o); });
-  memo[id] = r;
-  return r;
+  return dependsOnOnline(gc, plan, id, memo);
 }
 
 FailureOr<ExprAttr> OutputClassifier::inlineEpilogue(ExprAttr e, Location loc) {

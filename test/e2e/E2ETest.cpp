@@ -12,9 +12,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "attn/Dialect.h"
+#include "E2ESupport.h"
 #include "attn/Interpreter.h"
-#include "attn/runtime.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -30,12 +29,8 @@
 
 namespace {
 
-using EntryFn = attn_status (*)(const void *, const attn_launch *);
-struct E2EKernel {
-  const char *id, *example, *flags;
-  EntryFn entry;
-};
-#include "Kernels.inc"
+using e2e::E2EKernel;
+using e2e::kKernels;
 
 const E2EKernel &kernel(const std::string &id) {
   for (const E2EKernel &k : kKernels)
@@ -52,28 +47,8 @@ struct Variant {
   mlir::attn::CascadeOp cascade;
 
   explicit Variant(const E2EKernel &k) {
-    ctx.loadDialect<mlir::attn::AttnDialect>();
-    std::string path = std::string(ATTN_SOURCE_DIR) + "/examples/" +
-                       k.example + ".mlir";
-    module = mlir::parseSourceFile<mlir::ModuleOp>(path, &ctx);
-    REQUIRE(module);
-    cascade = *module->getOps<mlir::attn::CascadeOp>().begin();
-    llvm::StringRef flags = k.flags;
-    if (flags.consume_front("--rank-size=")) {
-      llvm::SmallVector<llvm::StringRef> items;
-      flags.split(items, ',');
-      llvm::SmallVector<mlir::Attribute> ranks;
-      for (auto r : cascade.getRanks().getAsRange<mlir::attn::RankAttr>()) {
-        for (llvm::StringRef item : items) {
-          auto [name, value] = item.split('=');
-          if (r.getName().getValue() == name)
-            r = mlir::attn::RankAttr::get(&ctx, r.getName(),
-                                          std::stoll(value.str()));
-        }
-        ranks.push_back(r);
-      }
-      cascade.setRanksAttr(mlir::ArrayAttr::get(&ctx, ranks));
-    }
+    cascade = e2e::loadVariant(k, ctx, module);
+    REQUIRE(cascade);
   }
 };
 
@@ -194,28 +169,9 @@ void check(Run &run, unsigned numInputs, double tol = 2e-5) {
   }
 }
 
-/// Sizes for the dynamic ranks of a variant: queries m, keys p, and small
-/// batch/head counts; ranks fixed by a relation are left to it.
 llvm::StringMap<int64_t> sizesFor(Variant &v, int64_t m, int64_t p,
                                   int64_t heads = 2, int64_t batch = 1) {
-  llvm::StringMap<int64_t> s;
-  llvm::StringSet<> derived;
-  for (auto rel : v.cascade.getRelations().getAsRange<mlir::attn::RelationAttr>())
-    derived.insert(rel.getLhs().getValue());
-  for (auto r : v.cascade.getRanks().getAsRange<mlir::attn::RankAttr>()) {
-    llvm::StringRef n = r.getName().getValue();
-    if (!mlir::ShapedType::isDynamic(r.getSize()) || derived.contains(n))
-      continue;
-    if (n == "m")
-      s[n] = m;
-    else if (n == "p")
-      s[n] = p;
-    else if (n == "b")
-      s[n] = batch;
-    else
-      s[n] = heads;
-  }
-  return s;
+  return e2e::sizesFor(v.cascade, m, p, heads, batch);
 }
 
 void checkShapes(const std::string &id,

@@ -9,9 +9,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "attn/Dialect.h"
+#include "E2ESupport.h"
 #include "attn/Interpreter.h"
-#include "attn/runtime.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -29,12 +28,8 @@
 
 namespace {
 
-using EntryFn = attn_status (*)(const void *, const attn_launch *);
-struct E2EKernel {
-  const char *id, *example, *flags;
-  EntryFn entry;
-};
-#include "Kernels.inc"
+using e2e::E2EKernel;
+using e2e::kKernels;
 
 struct Tensor {
   std::vector<int64_t> shape;
@@ -116,21 +111,6 @@ double run(const E2EKernel &k, Case &c, int threads, attn_status &st) {
   return std::chrono::duration<double, std::milli>(t1 - t0).count();
 }
 
-llvm::StringMap<int64_t> sizesFor(mlir::attn::CascadeOp c, int64_t m,
-                                  int64_t p, int64_t heads) {
-  llvm::StringMap<int64_t> s;
-  llvm::StringSet<> derived;
-  for (auto rel : c.getRelations().getAsRange<mlir::attn::RelationAttr>())
-    derived.insert(rel.getLhs().getValue());
-  for (auto r : c.getRanks().getAsRange<mlir::attn::RankAttr>()) {
-    llvm::StringRef n = r.getName().getValue();
-    if (!mlir::ShapedType::isDynamic(r.getSize()) || derived.contains(n))
-      continue;
-    s[n] = n == "m" ? m : n == "p" ? p : n == "b" ? 1 : heads;
-  }
-  return s;
-}
-
 } // namespace
 
 int main(int argc, char **argv) {
@@ -157,37 +137,18 @@ int main(int argc, char **argv) {
   int failures = 0;
   for (const E2EKernel &k : kKernels) {
     mlir::MLIRContext ctx;
-    ctx.loadDialect<mlir::attn::AttnDialect>();
-    std::string path =
-        std::string(ATTN_SOURCE_DIR) + "/examples/" + k.example + ".mlir";
-    auto module = mlir::parseSourceFile<mlir::ModuleOp>(path, &ctx);
-    if (!module) {
-      std::printf("%s: cannot parse %s\n", k.id, path.c_str());
+    mlir::OwningOpRef<mlir::ModuleOp> module;
+    mlir::attn::CascadeOp c = e2e::loadVariant(k, ctx, module);
+    if (!c) {
+      std::printf("%s: cannot parse examples/%s.mlir\n", k.id, k.example);
       ++failures;
       continue;
-    }
-    auto c = *module->getOps<mlir::attn::CascadeOp>().begin();
-    llvm::StringRef flags = k.flags;
-    if (flags.consume_front("--rank-size=")) {
-      llvm::SmallVector<llvm::StringRef> items;
-      flags.split(items, ',');
-      llvm::SmallVector<mlir::Attribute> ranks;
-      for (auto r : c.getRanks().getAsRange<mlir::attn::RankAttr>()) {
-        for (llvm::StringRef item : items) {
-          auto [name, value] = item.split('=');
-          if (r.getName().getValue() == name)
-            r = mlir::attn::RankAttr::get(&ctx, r.getName(),
-                                          std::stoll(value.str()));
-        }
-        ranks.push_back(r);
-      }
-      c.setRanksAttr(mlir::ArrayAttr::get(&ctx, ranks));
     }
 
     // Correctness at a small odd shape.
     Case small;
     llvm::StringMap<int64_t> sizes;
-    makeCase(c, sizesFor(c, 113, 200, 2), small, sizes);
+    makeCase(c, e2e::sizesFor(c, 113, 200, 2, 1), small, sizes);
     attn_status st;
     run(k, small, threads, st);
     mlir::attn::InterpretOptions opts;
@@ -209,7 +170,7 @@ int main(int argc, char **argv) {
     // Speed at n x n.
     Case big;
     llvm::StringMap<int64_t> bigSizes;
-    makeCase(c, sizesFor(c, n, n, heads), big, bigSizes);
+    makeCase(c, e2e::sizesFor(c, n, n, heads, 1), big, bigSizes);
     run(k, big, threads, st); // warm-up
     double best = 1e30;
     for (int rep = 0; rep < 3; ++rep)
