@@ -14,6 +14,8 @@
 // One buffer per Einsum, the row rank innermost: qk [p0, m0] = 32 x 32,
 // running max r_gm in two slots, the numerator o_num [f, m0] = 16 x 32 and
 // its running state 2 x 16 x 32; Q packed per task as [e, m0] = 16 x 32.
+// (The buffer of l_o_num, whose sums go straight into the running state,
+// stays allocated and unused.)
 // CHECK: memref.alloc() {alignment = 64 : i64} : memref<32x32xf32>
 // CHECK: memref.alloc() {alignment = 64 : i64} : memref<2x32xf32>
 // CHECK: memref.alloc() {alignment = 64 : i64} : memref<2x16x32xf32>
@@ -22,38 +24,76 @@
 // The task loop; tasks are decoded row-major over (b, h, row tile).
 // CHECK: scf.for %[[T:[a-z0-9]+]] = %[[BEGIN]] to %[[END]]
 // CHECK: arith.remui %[[T]]
-// Q is packed once per task.
-// CHECK: memref.load %[[Q]]
-// CHECK: memref.store {{.*}}, %[[QPACK:[a-z0-9_]+]][{{.*}}] : memref<16x32xf32>
+// Q is packed once per task, times the constant factor 0.25 of qk.
+// CHECK: %[[QV:[0-9]+]] = memref.load %[[Q]]
+// CHECK: %[[QS:[0-9]+]] = arith.mulf %[[QV]], %{{.*}} : f32
+// CHECK: memref.store %[[QS]], %[[QPACK:[a-z0-9_]+]][{{.*}}] : memref<16x32xf32>
 
 // Tile skipping: the mask p1 * 32 + p0 <= m bounds the key tiles of a row
 // tile by its last row: end = min(|p1|, floordiv(max m, 32) + 1).
 // CHECK: %[[LAST:[0-9]+]] = arith.floordivsi %{{.*}}, %c32{{.*}} : index
 // CHECK: %[[END1:[0-9]+]] = arith.addi %[[LAST]], %c1
 // CHECK: %[[KEND:[0-9]+]] = arith.minsi %{{.*}}, %[[END1]] : index
+// Tiles the mask keeps entirely end at floordiv(min m + 1, 32).
+// CHECK: %[[FIRST:[0-9]+]] = arith.addi %{{.*}}, %c1{{.*}} : index
+// CHECK: %[[FULLEND0:[0-9]+]] = arith.floordivsi %[[FIRST]], %c32{{.*}} : index
+// CHECK: %[[FULLEND:[0-9]+]] = arith.minsi %{{.*}}, %[[FULLEND0]] : index
 // The running state starts in slot (first tile mod 2).
 // CHECK: memref.store %cst{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<2x32xf32>
 // CHECK: scf.for %[[P1:[a-z0-9]+]] = %{{.*}} to %{{.*}} step
+// A key tile is partial outside [full begin, full end).
+// CHECK: %[[GE:[0-9]+]] = arith.cmpi sge, %[[P1]], %[[FULLEND]] : index
+// CHECK: %[[PARTIAL:[0-9]+]] = arith.ori %{{.*}}, %[[GE]] : i1
 
 // QK^T as a register-tiled micro-kernel: 4 keys x 2 vectors of 16 rows, a
 // reduction over e = 16 with 8 vector accumulators, K read as scalars and
-// broadcast, the packed Q as vectors.
+// broadcast, the packed Q as vectors. The i loop over key quads carries the
+// tile max l_gm (max over p0 of qk), fused into the micro-kernel.
+// CHECK: scf.for %{{.*}} iter_args(%[[MAX0:[a-z0-9]+]] = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>)
 // CHECK: scf.for %{{.*}} = %c0{{.*}} to %c16{{.*}} step %c1{{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK: vector.load %[[QPACK]]
 // CHECK: vector.broadcast
 // CHECK: vector.fma
-// The scale, then the mask as a select with the else value -inf.
-// CHECK: arith.mulf
+// In a partial tile the mask selects the else value -inf; a full tile
+// stores the sums as they are. Both update the tile max.
+// CHECK: scf.if %[[PARTIAL]] -> (vector<16xf32>, vector<16xf32>) {
 // CHECK: arith.cmpf ole
-// CHECK: arith.select
-// CHECK: vector.store
+// CHECK: %[[SEL:[0-9]+]] = arith.select
+// CHECK: vector.store %[[SEL]]
+// CHECK: arith.maximumf %[[MAX0]], %[[SEL]] : vector<16xf32>
+// CHECK: } else {
+// CHECK-NOT: arith.select
+// CHECK: vector.store %[[RAW:[0-9]+#0]]
+// CHECK: arith.maximumf %[[MAX0]], %[[RAW]] : vector<16xf32>
+// CHECK: }
+// After the key quads, the tile max is stored once per row vector.
+// CHECK: vector.store %{{.*}}, %[[LGM:[a-z0-9_]+]][%{{.*}}] : memref<32xf32>, vector<16xf32>
 
-// The tile max: a vertical max over the keys of the tile, 16 rows at once.
-// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf32>)
+// The running max reads l_gm; the correction exp(r_gm[p1] - ref_gm[p1])
+// reads the old slot p1 mod 2.
+// CHECK: vector.load %[[LGM]]
 // CHECK: arith.maximumf {{.*}} : vector<16xf32>
-// The correction exp(r_gm[p1] - ref_gm[p1]) reads the old slot p1 mod 2.
 // CHECK: arith.remui %[[P1]], %c2
 // CHECK: math.exp {{.*}} : vector<16xf32>
+
+// sn = exp(qk - ref) and its sum l_sd over the tile in one sweep: rows
+// outside, keys inside, sn stored for P V.
+// CHECK: %[[LSD:[0-9]+]] = scf.for %{{.*}} iter_args(%[[ACC:[a-z0-9]+]] = %{{.*}}) -> (vector<16xf32>)
+// CHECK: math.exp
+// CHECK: vector.store %[[SN:[0-9]+]], %[[SNBUF:[a-z0-9_]+]][
+// CHECK: arith.addf %[[ACC]], %[[SN]] : vector<16xf32>
+// CHECK: vector.store %[[LSD]]
+
+// P V accumulates into the running numerator: the micro-kernel starts from
+// r_o_num[p1] (slot p1 mod 2) times the correction and stores r_o_num[p1 + 1]
+// (slot (p1 + 1) mod 2), with no separate rescale pass.
+// CHECK: %[[OLD:[0-9]+]] = vector.load %[[STATE:[a-z0-9_]+]][%[[OLDSLOT:[0-9]+]], {{.*}}] : memref<2x16x32xf32>, vector<16xf32>
+// CHECK: %[[INIT:[0-9]+]] = arith.mulf %[[OLD]], %{{.*}} : vector<16xf32>
+// CHECK: scf.for %{{.*}} iter_args(%{{.*}} = %[[INIT]],
+// CHECK: vector.load %[[SNBUF]]
+// CHECK: vector.fma
+// CHECK: vector.store %{{.*}}, %[[STATE]][%[[NEW:[0-9]+]], %{{.*}}, %{{.*}}] : memref<2x16x32xf32>, vector<16xf32>
+// CHECK-NOT: vector.store %{{.*}}, %[[STATE]][%[[OLDSLOT]],
 
 // After the key loop, the final state is read from slot (last tile mod 2)
 // and each result is copied out only when the caller passed it.
