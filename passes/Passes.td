@@ -261,4 +261,68 @@ def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnReassociatePass : Pass<"attn-reassociate", "::mlir::ModuleOp"> {
+  let summary = "Reassociate contractions that rank annotations factor (low-rank bias, linear attention, latent KV)";
+  let description = [{
+    Rewrites the contractions that an `attn.lowrank` annotation declares
+    low-rank, and keeps a rewrite only where it lowers the FLOPs that
+    `attn-analyze` counts (CostAnalysis, with the rank sizes of `sizes`
+    and 4096 for the others), unless `always` is set. Every decision, taken
+    or not, is a remark at the annotated Einsum with both costs. A rewrite
+    that cannot apply leaves the cascade unchanged with a remark that says
+    why. docs/reassociate.md states each rewrite.
+
+    * `#attn.lowrank<bias, "r">` on `B[m, p] = sum_r U[m, r] W[p, r]`, added
+      to a contraction `S[m, p] = sum_e A[m, e] K[p, e]` (FlashBias, Wu et
+      al. 2025; ALiBi is the rank-2 bias U = [slope, -slope * m],
+      W = [p, 1]): one contraction over the concatenated rank
+      `er` (|er| = |e| + |r|, both static), B never formed:
+
+      ```
+      %cat_q  = [m, er] = select(er < |e|, A[m, er mod |e|], U[m, (er - |e|) mod |r|])
+      %cat_k  = [p, er] = select(er < |e|, K[p, er mod |e|], W[p, (er - |e|) mod |r|])
+      %s_bias = [m, p]  = %cat_q[m, er] * %cat_k[p, er] sum(er)
+      ```
+
+      Constant factors of S (the softmax scale) go with the query side.
+    * `#attn.lowrank<feature_map, "e">` on phi(Q) and phi(K) (any map
+      action), read by a score `a[m, p] = sum_e phi(Q)[m, e] phi(K)[p, e]`:
+      without a mask every reader `R = sum_p a * G` (G free of m: the
+      values, or 1 for the denominator) becomes
+      `R_e[e, ..] = sum_p phi(K) G`, `R = sum_e phi(Q) R_e`, which costs
+      O(N d^2) instead of O(N^2 d). With the causal mask `p <= m`, the
+      queries are cut into chunks `m -> m1, m0 = chunk` and
+
+      ```
+      %R_chunk[.., m1]     = sum_m0 phi(K) G  at key m1*C + m0, if (m1*C + m0 < |p|)
+      %R_state[.., m1 + 1] = %R_state[.., m1] + %R_chunk[.., m1]        init(0)
+      %R_inter[m, ..]      = sum_e phi(Q)[m, e] %R_state[.., e, m floordiv C]
+      %a_intra[m, m0]      = sum_e phi(Q) phi(K) at key j = (m floordiv C)*C + m0
+                               if (m0 <= m mod C and j < |p|)
+      %R_intra[m, ..]      = sum_m0 %a_intra G at key j   (same condition)
+      %R                   = %R_inter + %R_intra
+      ```
+
+      (a running state across chunks, quadratic inside one).
+    * `#attn.lowrank<latent, "r">` on `K = sum_r C[p, r] Wk[r, e]` (MLA):
+      every reader `R = sum_s K * Z` becomes `R_r = sum_s Wk * Z`,
+      `R = sum_r C * R_r` (the projection absorbed into Q for the scores,
+      into the output for V), kept where it is cheaper: for decode
+      (|m| = 1) but not for long prefill with |r| > |e|.
+
+    Numerics: the rewrites reorder sums (and the causal form sums a prefix
+    state), so results differ from the original by rounding only; in
+    float64 (the interpreter) they agree to about 1e-13.
+  }];
+  let options = [
+    Option<"chunk", "chunk", "int64_t", /*default=*/"64",
+           "Chunk length of causal linear attention (queries per chunk, at least 2)">,
+    Option<"always", "always", "bool", /*default=*/"false",
+           "Apply every rewrite that is valid, whatever its cost">,
+    ListOption<"sizes", "sizes", "std::string",
+               "Rank sizes at which costs are compared (rank=value, e.g. "
+               "sizes=m=1,p=8192); others are 4096">
+  ];
+}
+
 #endif // ATTN_PASSES_TD
