@@ -10,6 +10,7 @@
 #define ATTN_TEST_E2E_SUPPORT_H
 
 #include "attn/Dialect.h"
+#include "attn/Interpreter.h"
 #include "attn/runtime.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -18,26 +19,30 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <cstdint>
+#include <cstring>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace e2e {
 
 using EntryFn = attn_status (*)(const void *, const attn_launch *);
 struct E2EKernel {
-  const char *id, *example, *flags;
+  /// The example's stem, attnc's flags, and the file attnc compiled (the
+  /// example, or its bf16-storage rewrite in the build tree).
+  const char *id, *example, *flags, *source;
   EntryFn entry;
 };
 #include "Kernels.inc"
 
-/// Parses examples/<k.example>.mlir into `module` and returns its cascade
+/// Parses the file k was compiled from into `module` and returns its cascade
 /// with k's --rank-size overrides applied (null if it does not parse).
 inline mlir::attn::CascadeOp
 loadVariant(const E2EKernel &k, mlir::MLIRContext &ctx,
             mlir::OwningOpRef<mlir::ModuleOp> &module) {
   ctx.loadDialect<mlir::attn::AttnDialect>();
-  std::string path =
-      std::string(ATTN_SOURCE_DIR) + "/examples/" + k.example + ".mlir";
-  module = mlir::parseSourceFile<mlir::ModuleOp>(path, &ctx);
+  module = mlir::parseSourceFile<mlir::ModuleOp>(k.source, &ctx);
   if (!module)
     return {};
   auto cascade = *module->getOps<mlir::attn::CascadeOp>().begin();
@@ -76,6 +81,110 @@ inline llvm::StringMap<int64_t> sizesFor(mlir::attn::CascadeOp c, int64_t m,
     s[n] = n == "m" ? m : n == "p" ? p : n == "b" ? batch : heads;
   }
   return s;
+}
+
+/// bf16 <-> f32 (round to nearest even; NaN kept quiet).
+inline uint16_t toBF16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return uint16_t((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+inline float fromBF16(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/// A tensor argument and its DLPack descriptor: f32, bf16 or i32 storage.
+struct Buffer {
+  std::vector<int64_t> shape, strides;
+  std::vector<float> data;    // the values (for bf16: those the bits hold)
+  std::vector<uint16_t> bits; // bf16 storage
+  std::vector<int32_t> idata; // i32 storage (metadata)
+  attn_tensor t{};
+  void describe() {
+    t.data = !idata.empty()  ? (void *)idata.data()
+             : !bits.empty() ? (void *)bits.data()
+                             : (void *)data.data();
+    t.device = {ATTN_DEVICE_CPU, 0};
+    t.ndim = int32_t(shape.size());
+    t.dtype = !idata.empty()  ? attn_dtype{ATTN_DTYPE_INT, 32, 1}
+              : !bits.empty() ? attn_dtype{ATTN_DTYPE_BFLOAT, 16, 1}
+                              : attn_dtype{ATTN_DTYPE_FLOAT, 32, 1};
+    t.shape = shape.data();
+    t.strides = strides.empty() ? nullptr : strides.data();
+    t.byte_offset = 0;
+  }
+  /// After a call: the values of bf16 storage.
+  void sync() {
+    for (size_t j = 0; j < bits.size(); ++j)
+      data[j] = fromBF16(bits[j]);
+  }
+};
+
+/// Arguments of `c` at `sizes`: inputs uniform in [-amplitude, amplitude)
+/// rounded to their storage type (i32 metadata uniform in [0, |p| + 1]),
+/// outputs filled with `sentinel`; `inputs` gets the same input values for
+/// the interpreter.
+inline void makeArgs(mlir::attn::CascadeOp c,
+                     const llvm::StringMap<int64_t> &sizes, uint64_t seed,
+                     double amplitude, float sentinel,
+                     std::vector<Buffer> &args,
+                     std::vector<mlir::attn::Tensor> &inputs) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  auto ft = c.getFunctionType();
+  unsigned numInputs = ft.getNumInputs();
+  for (unsigned k = 0; k < numInputs + ft.getNumResults(); ++k) {
+    bool input = k < numInputs;
+    auto type = mlir::cast<mlir::attn::NamedTensorType>(
+        input ? ft.getInput(k) : ft.getResult(k - numInputs));
+    mlir::Type elem = type.getElementType();
+    Buffer b;
+    b.shape = mlir::attn::shapeOf(type, sizes);
+    int64_t n = 1;
+    for (int64_t s : b.shape)
+      n *= s;
+    mlir::attn::Tensor t;
+    t.shape = b.shape;
+    t.data.resize(n);
+    if (elem.isInteger(32)) {
+      b.idata.resize(n);
+      int64_t bound = sizes.lookup("p") + 2;
+      for (int64_t j = 0; j < n; ++j) {
+        b.idata[j] = input ? int32_t(rng() % bound) : 0;
+        t.data[j] = b.idata[j];
+      }
+    } else {
+      b.data.resize(n);
+      if (elem.isBF16())
+        b.bits.resize(n);
+      for (int64_t j = 0; j < n; ++j) {
+        float v = input ? float(amplitude) * uni(rng) : sentinel;
+        if (elem.isBF16()) {
+          b.bits[j] = toBF16(v);
+          v = fromBF16(b.bits[j]);
+        }
+        b.data[j] = v;
+        t.data[j] = v;
+      }
+    }
+    if (input)
+      inputs.push_back(std::move(t));
+    args.push_back(std::move(b));
+  }
+}
+
+/// True if the kernel's results are stored in bf16.
+inline bool storesBF16(mlir::attn::CascadeOp c) {
+  for (mlir::Type t : c.getFunctionType().getResults())
+    if (mlir::cast<mlir::attn::NamedTensorType>(t).getElementType().isBF16())
+      return true;
+  return false;
 }
 
 } // namespace e2e
