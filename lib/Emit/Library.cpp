@@ -3,7 +3,8 @@
 // Implements attn/Emit/Library.h: the LLVM IR of each kernel's descriptor
 // constant, packed task wrapper and public entry point; the C header of a
 // library; the static archive of the kernels' objects plus the runtime
-// object (embedded at build time, see RuntimeBlobs.cpp).
+// object (embedded at build time, see RuntimeBlobs.cpp), or a shared library
+// of the same objects linked by the system C compiler driver.
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,6 +23,10 @@
 #include "llvm/IR/Module.h"
 #include "llvm/Object/Archive.h"
 #include "llvm/Object/ArchiveWriter.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <set>
@@ -625,6 +630,114 @@ llvm::Error writeStaticLibrary(
                                        llvm::toString(std::move(e)));
   if (!warnings.empty())
     return err("writing " + path + ": " + warnings);
+  return llvm::Error::success();
+}
+
+//===----------------------------------------------------------------------===//
+// writeSharedLibrary
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Removes a temporary directory and the files written into it.
+struct TempDir {
+  llvm::SmallString<128> path;
+  std::vector<std::string> files;
+  ~TempDir() {
+    for (const std::string &f : files)
+      llvm::sys::fs::remove(f);
+    if (!path.empty())
+      llvm::sys::fs::remove(path);
+  }
+  llvm::Error write(llvm::StringRef name, llvm::StringRef bytes,
+                    std::string &out) {
+    llvm::SmallString<256> p(path);
+    llvm::sys::path::append(p, name);
+    std::error_code ec;
+    llvm::raw_fd_ostream os(p, ec);
+    if (ec)
+      return err("cannot write " + p + ": " + ec.message());
+    files.push_back(std::string(p));
+    os << bytes;
+    os.close();
+    if (os.has_error())
+      return err("cannot write " + p + ": " + os.error().message());
+    out = std::string(p);
+    return llvm::Error::success();
+  }
+};
+} // namespace
+
+llvm::Error writeSharedLibrary(
+    llvm::StringRef path,
+    llvm::ArrayRef<std::pair<std::string, std::unique_ptr<llvm::MemoryBuffer>>>
+        objects,
+    llvm::StringRef compiler) {
+  llvm::StringSet<> names;
+  for (const auto &[name, buffer] : objects) {
+    if (name.empty() || !buffer)
+      return err("writeSharedLibrary: an object has no name or contents");
+    if (name == runtimeMemberName())
+      return err("writeSharedLibrary: the object name '" + name +
+                 "' is reserved for the runtime");
+    if (!names.insert(name).second)
+      return err("writeSharedLibrary: object '" + name + "' appears twice");
+  }
+  if (runtimeObject().empty())
+    return err("writeSharedLibrary: attnc was built without the runtime "
+               "object");
+  if (compiler.empty())
+    return err("writeSharedLibrary: no C compiler driver given");
+
+  // The driver: a path as given, else a program on PATH.
+  std::string driver = compiler.str();
+  if (!compiler.contains('/')) {
+    auto found = llvm::sys::findProgramByName(compiler);
+    if (!found)
+      return err("cannot find the C compiler driver '" + compiler +
+                 "' on PATH (needed to link a shared library; see --cc)");
+    driver = *found;
+  }
+
+  TempDir tmp;
+  if (std::error_code ec =
+          llvm::sys::fs::createUniqueDirectory("attnc-shared", tmp.path))
+    return err("cannot create a temporary directory: " + ec.message());
+  std::vector<std::string> args = {driver, "-shared", "-Wl,-Bsymbolic", "-o",
+                                   path.str()};
+  for (const auto &[name, buffer] : objects) {
+    std::string file;
+    if (llvm::Error e = tmp.write(name, buffer->getBuffer(), file))
+      return e;
+    args.push_back(file);
+  }
+  std::string runtimeFile;
+  if (llvm::Error e =
+          tmp.write(runtimeMemberName(), runtimeObject(), runtimeFile))
+    return e;
+  args.push_back(runtimeFile);
+  args.push_back("-lpthread");
+  args.push_back("-lm");
+  std::string logFile;
+  if (llvm::Error e = tmp.write("link.log", "", logFile))
+    return e;
+
+  llvm::SmallVector<llvm::StringRef> argRefs(args.begin(), args.end());
+  std::optional<llvm::StringRef> redirects[] = {
+      std::nullopt, llvm::StringRef(logFile), llvm::StringRef(logFile)};
+  std::string execError;
+  int rc = llvm::sys::ExecuteAndWait(driver, argRefs, /*Env=*/std::nullopt,
+                                     redirects, /*SecondsToWait=*/0,
+                                     /*MemoryLimit=*/0, &execError);
+  if (rc != 0) {
+    std::string command = llvm::join(args, " ");
+    std::string log;
+    if (auto buf = llvm::MemoryBuffer::getFile(logFile))
+      log = (*buf)->getBuffer().trim().str();
+    return err("linking " + path + " failed (" +
+               (execError.empty() ? "exit status " + std::to_string(rc)
+                                  : execError) +
+               "): " + command + (log.empty() ? "" : "\n" + log));
+  }
   return llvm::Error::success();
 }
 

@@ -1,13 +1,15 @@
 //===- attnc.cpp - the attention compiler driver ----------------------------===//
 //
 //   attnc variants.mlir -o build/flash        # build/libflash.a + build/flash.h
+//   attnc variants.mlir -o build/flash --emit=shared   # build/libflash.so + .h
 //
 // For every attn.cascade of the input: attn-derive-online (the 1-pass form),
 // attn-lower-cpu (task function on memrefs), the CPU-to-LLVM pipeline,
 // translation to LLVM IR, the kernel's descriptor and entry point
 // (lib/Emit), LLVM's O3 pipeline and code generation for the target CPU;
-// then one static library holding the object and the runtime, and one C
-// header. No C source is generated at any step.
+// then one static library holding the object and the runtime (or, with
+// --emit=shared, a shared library linked by the system C compiler driver),
+// and one C header. No C source is generated at any step.
 //
 //===----------------------------------------------------------------------===//
 
@@ -63,8 +65,9 @@ static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<input.mlir>"),
                                       cl::Required, cl::cat(category));
 static cl::opt<std::string> output(
     "o",
-    cl::desc("Output prefix DIR/NAME: writes DIR/libNAME.a and DIR/NAME.h "
-             "(NAME is also the prefix of every entry point)"),
+    cl::desc("Output prefix DIR/NAME: writes DIR/libNAME.a (DIR/libNAME.so "
+             "with --emit=shared) and DIR/NAME.h (NAME is also the prefix of "
+             "every entry point)"),
     cl::value_desc("prefix"), cl::Required, cl::cat(category));
 static cl::opt<std::string> target(
     "target",
@@ -76,10 +79,17 @@ static cl::opt<std::string> mcpu(
     cl::init(""), cl::cat(category));
 static cl::opt<std::string> emit(
     "emit",
-    cl::desc("What to write: lib (default: archive + header), obj "
-             "(DIR/NAME.o), mlir (after attn-lower-cpu), llvm-mlir (LLVM "
+    cl::desc("What to write: lib (default: archive + header), shared "
+             "(DIR/libNAME.so + header, linked with --cc; for dlopen/ctypes), "
+             "obj (DIR/NAME.o), mlir (after attn-lower-cpu), llvm-mlir (LLVM "
              "dialect), llvm (LLVM IR after O3), asm"),
     cl::init("lib"), cl::cat(category));
+static cl::opt<std::string> cc(
+    "cc",
+    cl::desc("C compiler driver that links --emit=shared, a name on PATH "
+             "or a path: <driver> -shared -Wl,-Bsymbolic -o DIR/libNAME.so "
+             "NAME.o attn_runtime.o -lpthread -lm (default: cc)"),
+    cl::value_desc("driver"), cl::init("cc"), cl::cat(category));
 static cl::opt<int64_t> rowTile("row-tile",
                                 cl::desc("Query rows per task (default 64)"),
                                 cl::init(64), cl::cat(category));
@@ -223,6 +233,8 @@ int main(int argc, char **argv) {
       "and a C header\n\n"
       "  attnc variant.mlir -o build/flash   writes build/libflash.a and "
       "build/flash.h\n"
+      "  attnc variant.mlir -o build/flash --emit=shared   writes "
+      "build/libflash.so and build/flash.h\n"
       "  one entry point per cascade: attn_status flash_<cascade>(const "
       "flash_<cascade>_args *, const attn_launch *)\n");
   StageTimer timer;
@@ -459,15 +471,25 @@ int main(int argc, char **argv) {
     os << objectBytes;
     return 0;
   }
-  if (emit != "lib")
+  if (emit != "lib" && emit != "shared")
     return fail("unknown --emit '" + emit + "'");
 
   std::vector<std::pair<std::string, std::unique_ptr<llvm::MemoryBuffer>>> objs;
   objs.emplace_back(libName + ".o", llvm::MemoryBuffer::getMemBufferCopy(
                                         objectBytes, libName + ".o"));
-  std::string libPath = joined("lib" + libName + ".a");
-  if (auto err = ::attn::emit::writeStaticLibrary(libPath, objs))
-    return fail("writing " + libPath + ": " + llvm::toString(std::move(err)));
+  std::string libPath;
+  if (emit == "shared") {
+    // The object is position-independent (Reloc::PIC_ above), as is the
+    // runtime object (-fPIC).
+    libPath = joined("lib" + libName + ".so");
+    if (auto err = ::attn::emit::writeSharedLibrary(libPath, objs, cc))
+      return fail(llvm::toString(std::move(err)));
+  } else {
+    libPath = joined("lib" + libName + ".a");
+    if (auto err = ::attn::emit::writeStaticLibrary(libPath, objs))
+      return fail("writing " + libPath + ": " +
+                  llvm::toString(std::move(err)));
+  }
   std::string headerPath = joined(libName + ".h");
   {
     std::error_code ec;

@@ -4,7 +4,8 @@
 // add for each kernel its descriptor constant (attn_rt_kernel of
 // attn/runtime.h), the packed task wrapper the runtime calls and the public
 // entry point; write the C header; write the static library (the kernels'
-// object plus the runtime object, which attnc carries inside itself).
+// object plus the runtime object, which attnc carries inside itself) or a
+// shared library of the same objects (attnc --emit=shared).
 //
 //===----------------------------------------------------------------------===//
 
@@ -110,6 +111,20 @@ llvm::Error writeStaticLibrary(
     llvm::StringRef path,
     llvm::ArrayRef<std::pair<std::string, std::unique_ptr<llvm::MemoryBuffer>>>
         objects);
+
+/// Links a shared library at `path` from the given object files (name,
+/// contents; position-independent code) and the runtime object with the C
+/// compiler driver `compiler` (a name looked up on PATH, or a path):
+///   <compiler> -shared -Wl,-Bsymbolic -o <path> <objects> attn_runtime.o
+///              -lpthread -lm
+/// The objects are written to a fresh temporary directory, removed
+/// afterwards. Fails (with the driver's output) if the driver is not found
+/// or fails, or for the same names writeStaticLibrary rejects.
+llvm::Error writeSharedLibrary(
+    llvm::StringRef path,
+    llvm::ArrayRef<std::pair<std::string, std::unique_ptr<llvm::MemoryBuffer>>>
+        objects,
+    llvm::StringRef compiler);
 
 /// The runtime object compiled into attnc (lib/Runtime/runtime.c).
 llvm::StringRef runtimeObject();
