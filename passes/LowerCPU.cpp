@@ -252,6 +252,15 @@ private:
     return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(v)));
   }
   Value minIndex(Value a, Value c) { return arith::MinSIOp::create(b, loc, a, c); }
+  /// NaN-propagating max/min as the interpreter computes them; the sign of
+  /// a zero result is not specified (nsz: 3 AVX-512 instructions instead
+  /// of 6).
+  Value maxF(Value x, Value y) {
+    return arith::MaximumFOp::create(b, loc, x, y, arith::FastMathFlags::nsz);
+  }
+  Value minF(Value x, Value y) {
+    return arith::MinimumFOp::create(b, loc, x, y, arith::FastMathFlags::nsz);
+  }
   Type shaped(Type elem, Value like);
   Value like(Value scalar, Value other);
   void unify(Value &x, Value &y);
@@ -1004,8 +1013,8 @@ Value CpuLowering::emitExpr(ExprAttr e) {
   case ExprKind::Mul: { Value l = farg(0), r = farg(1); unify(l, r); return arith::MulFOp::create(b, loc, l, r); }
   case ExprKind::Div: { Value l = farg(0), r = farg(1); unify(l, r); return arith::DivFOp::create(b, loc, l, r); }
   case ExprKind::Neg: return arith::NegFOp::create(b, loc, farg(0));
-  case ExprKind::Max: { Value l = farg(0), r = farg(1); unify(l, r); return arith::MaximumFOp::create(b, loc, l, r); }
-  case ExprKind::Min: { Value l = farg(0), r = farg(1); unify(l, r); return arith::MinimumFOp::create(b, loc, l, r); }
+  case ExprKind::Max: { Value l = farg(0), r = farg(1); unify(l, r); return maxF(l, r); }
+  case ExprKind::Min: { Value l = farg(0), r = farg(1); unify(l, r); return minF(l, r); }
   case ExprKind::FloorDiv: {
     Value l = farg(0), r = farg(1);
     unify(l, r);
@@ -1082,8 +1091,8 @@ double CpuLowering::identity(Reducer r) const {
 Value CpuLowering::combine(Reducer r, Value acc, Value v) {
   unify(acc, v);
   switch (r) {
-  case Reducer::Max: return arith::MaximumFOp::create(b, loc, acc, v);
-  case Reducer::Min: return arith::MinimumFOp::create(b, loc, acc, v);
+  case Reducer::Max: return maxF(acc, v);
+  case Reducer::Min: return minF(acc, v);
   default: return arith::AddFOp::create(b, loc, acc, v);
   }
 }
@@ -1455,7 +1464,8 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
   GEinsum &e = gc.einsum(id);
   int64_t w = options.vectorWidth;
   int64_t chunks = plan.rowTile / w;
-  int64_t jb = chunks % 4 == 0 ? 4 : chunks % 2 == 0 ? 2 : 1;
+  CpuRegisterTile tile = cpuRegisterTile(options);
+  int64_t ib = tile.rows, jb = tile.cols;
   auto vt = VectorType::get({w}, b.getF32Type());
   Value iExt = rangeOf(c.i).ub, kExt = rangeOf(c.k).ub;
   Value bMem = c.pack >= 0 ? packs[c.pack].mem : buffers[c.b.getInput()].mem;
@@ -1481,7 +1491,7 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
     cols.push_back(arith::MulIOp::create(
         b, loc, arith::AddIOp::create(b, loc, jo, cIndex(cc)), cIndex(w)));
   Value iMain = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, iExt, cIndex(4)), cIndex(4));
+      b, loc, arith::DivUIOp::create(b, loc, iExt, cIndex(ib)), cIndex(ib));
   // The correction C of the running state, once per column vector.
   SmallVector<Value> corr;
   if (acc)
@@ -1603,7 +1613,7 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
                            DenseElementsAttr::get(
                                vt, b.getF32FloatAttr(float(
                                        identity(gc.einsum(red).reducer))))));
-  carried = block(4, cIndex(0), iMain, carried);
+  carried = block(ib, cIndex(0), iMain, carried);
   carried = block(1, iMain, iExt, carried);
   if (red >= 0)
     for (int64_t cc = 0; cc < jb; ++cc)
@@ -1818,6 +1828,7 @@ struct AttnLowerCpuPass : impl::AttnLowerCpuPassBase<AttnLowerCpuPass> {
     opts.rowTile = rowTile;
     opts.vectorize = vectorize;
     opts.vectorWidth = vectorWidth;
+    opts.vectorRegisters = vectorRegisters;
     SmallVector<CascadeOp> cascades;
     getOperation().walk([&](CascadeOp c) { cascades.push_back(c); });
     for (CascadeOp c : cascades) {
@@ -1829,6 +1840,19 @@ struct AttnLowerCpuPass : impl::AttnLowerCpuPassBase<AttnLowerCpuPass> {
 };
 
 } // namespace
+
+CpuRegisterTile cpuRegisterTile(const CpuLowerOptions &options) {
+  CpuRegisterTile t;
+  t.rows = 4;
+  int64_t chunks = std::max<int64_t>(1, options.rowTile / options.vectorWidth);
+  t.cols = 1;
+  for (int64_t c : {4, 2})
+    if (chunks % c == 0 && t.rows * c + c + 2 <= options.vectorRegisters) {
+      t.cols = c;
+      break;
+    }
+  return t;
+}
 
 FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
                                     const CpuLowerOptions &options,

@@ -256,6 +256,9 @@ def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
            "Rows of the query rank per task">,
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"16",
            "f32 lanes of a vector register (16: AVX-512, 8: AVX2)">,
+    Option<"vectorRegisters", "vector-registers", "int64_t", /*default=*/"32",
+           "Vector registers of the target (32: AVX-512, 16: AVX2); bounds "
+           "the micro-kernel's register tile">,
     Option<"vectorize", "vectorize", "bool", /*default=*/"true",
            "Register-tiled micro-kernels and vector loops (false: scalar)">
   ];

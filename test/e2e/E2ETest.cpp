@@ -166,6 +166,14 @@ TEST_CASE("mha with odd and large head dims", "[e2e]") {
 TEST_CASE("mha compiled with --scalar (no micro-kernels)", "[e2e]") {
   checkShapes("mha_scalar", {{1, 1}, {113, 70}});
 }
+TEST_CASE("AVX2 code (8 lanes, 4 x 2 register tile)", "[e2e]") {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    WARN("skipped: this CPU has no AVX2 + FMA");
+    return;
+  }
+  checkShapes("mha_avx2", kLengths);
+  checkShapes("causal_avx2", kLengths);
+}
 TEST_CASE("causal, top-left and bottom-right", "[e2e]") {
   checkShapes("causal", kLengths);
   // Bottom-right with |m| > |p|: the first rows see no key (O = 0,

@@ -4,6 +4,7 @@
 // RUN: attn-opt %s --attn-derive-online=tile=32 --attn-lower-cpu=row-tile=32 2>/dev/null | FileCheck %s
 // RUN: attn-opt %s --attn-derive-online=tile=32 --attn-lower-cpu="row-tile=32 vectorize=false" 2>/dev/null | FileCheck %s --check-prefix=SCALAR
 // RUN: attn-opt %s --attn-derive-online=tile=32 --attn-lower-cpu=row-tile=32 --attn-cpu-to-llvm 2>/dev/null | FileCheck %s --check-prefix=LLVM
+// RUN: attn-opt %s --attn-derive-online=tile=32 --attn-lower-cpu="row-tile=32 vector-width=8 vector-registers=16" 2>/dev/null | FileCheck %s --check-prefix=AVX2
 
 // The signature: the sizes buffer (rank sizes, then presence flags), one
 // strided memref per argument and result, the task range.
@@ -60,11 +61,11 @@
 // CHECK: arith.cmpf ole
 // CHECK: %[[SEL:[0-9]+]] = arith.select
 // CHECK: vector.store %[[SEL]]
-// CHECK: arith.maximumf %[[MAX0]], %[[SEL]] : vector<16xf32>
+// CHECK: arith.maximumf %[[MAX0]], %[[SEL]] fastmath<nsz> : vector<16xf32>
 // CHECK: } else {
 // CHECK-NOT: arith.select
 // CHECK: vector.store %[[RAW:[0-9]+#0]]
-// CHECK: arith.maximumf %[[MAX0]], %[[RAW]] : vector<16xf32>
+// CHECK: arith.maximumf %[[MAX0]], %[[RAW]] fastmath<nsz> : vector<16xf32>
 // CHECK: }
 // After the key quads, the tile max is stored once per row vector.
 // CHECK: vector.store %{{.*}}, %[[LGM:[a-z0-9_]+]][%{{.*}}] : memref<32xf32>, vector<16xf32>
@@ -100,6 +101,13 @@
 // CHECK: scf.if
 // CHECK: memref.store {{.*}} : memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>
 // CHECK: memref.dealloc
+
+// AVX2 (16 registers of 8 lanes): the register tile shrinks to 4 keys x 2
+// vectors, 8 accumulators + 2 vectors of Q + 1 broadcast + 1 spare = 12
+// registers (4 x 4 would need 22 and spill).
+// AVX2-LABEL: func.func @causal_tasks(
+// AVX2: scf.for %{{.*}} step %c4{{.*}} iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>)
+// AVX2: scf.for %{{.*}} iter_args({{[^)]*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
 
 // Without vectorisation: the same structure with scalar loops, the
 // condition as an scf.if around each point.

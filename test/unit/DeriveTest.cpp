@@ -361,7 +361,7 @@ const char *const kSoftmax[] = {
     "mha", "causal", "causal-bottom-right", "sliding-window", "gqa",
     "alibi", "softcap", "fp8", "prefix-lm", "power-attention",
     "relative-position-bias", "lowrank-bias", "document-mask",
-    "decode-split-kv"};
+    "decode-split-kv", "mla"};
 
 } // namespace
 

@@ -362,6 +362,7 @@ int main(int argc, char **argv) {
   opts.rowTile = rowTile;
   opts.vectorize = !scalar;
   opts.vectorWidth = isa == 2 ? 16 : 8;
+  opts.vectorRegisters = isa == 2 ? 32 : 16;
   SmallVector<::attn::emit::KernelSpec> specs;
   SmallVector<mlir::attn::CascadeOp> derived;
   module->walk([&](mlir::attn::CascadeOp c) { derived.push_back(c); });

@@ -26,6 +26,9 @@ struct CpuLowerOptions {
   int64_t rowTile = 64;
   /// Vector width in f32 lanes (16 for AVX-512, 8 for AVX2).
   int64_t vectorWidth = 16;
+  /// Vector registers of the target (32 for AVX-512, 16 for AVX2): bounds
+  /// the register tile of the contraction micro-kernel (cpuRegisterTile).
+  int64_t vectorRegisters = 32;
   /// Use the register-tiled contraction micro-kernels and vectorised
   /// elementwise loops (off: plain scalar loops, for debugging).
   bool vectorize = true;
@@ -39,6 +42,21 @@ struct CpuTaskPlan {
   int rowRank = -1;
   int64_t rowTile = 1;
 };
+
+/// The register tile of the contraction micro-kernel: `rows` values of the
+/// output rank i by `cols` vectors of query rows.
+struct CpuRegisterTile {
+  int64_t rows = 4, cols = 4;
+};
+
+/// The x86 cost model of the micro-kernel (docs/codegen.md, "Tiles"): the
+/// rows * cols accumulators, the cols vectors of B, one broadcast of A and
+/// one spare must fit in `vectorRegisters`; rows is 4 (a power of two, so
+/// that head dims and key tiles leave no remainder), cols the largest of 4,
+/// 2, 1 that fits and divides the vectors of a row tile
+/// (`rowTile / vectorWidth`). AVX-512 (32 registers): 4 x 4, 22 registers;
+/// AVX2 (16): 4 x 2, 12 registers.
+CpuRegisterTile cpuRegisterTile(const CpuLowerOptions &options);
 
 /// Plans the tasks of `cascade`; on failure `why` says what is unsupported.
 FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
