@@ -328,4 +328,45 @@ def AttnReassociatePass : Pass<"attn-reassociate", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnLowerGpuPass : Pass<"attn-lower-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower an MHA-family cascade in the 1-pass form to an sm_80 tensor-core kernel (gpu/nvgpu/nvvm)";
+  let description = [{
+    Replaces nothing: inserts before every `attn.cascade` a `gpu.module
+    @<name>_gpu` with one kernel `@<name>_kernel` (FlashAttention-2 form,
+    docs/gpu.md) and marks the module `gpu.container_module`:
+
+    * grid (ceil(|m| / 64), product of the leading task ranks), 128 threads
+      (4 warps x 16 query rows); parameters q, k, v, then the results, as
+      strided memrefs with a contiguous innermost dimension;
+    * K and V tiles of the cascade's key partition (`p -> p1, p0 = T`) in
+      shared memory (`workgroup` attributions, rows padded by 8 elements),
+      loaded by `nvgpu.device_async_copy` (cp.async, zero-fill past |p|):
+      V(j) overlaps S = Q K(j)^T, K(j+1) overlaps the softmax and P V;
+    * both products on `mma.sync` m16n8k16 with f32 accumulators (f16:
+      `nvgpu.mma.sync`; bf16: `nvvm.mma.sync`), fragments by
+      `nvgpu.ldmatrix` (V with `transpose`);
+    * the online softmax in registers: masked scores -inf, row max over
+      the lane quad (`gpu.shuffle xor`), `exp2` by `ex2.approx.ftz`, the
+      correction exp2(m_old - m_new) applied to l and O each tile;
+    * key tiles excluded for every row of the block by an affine conjunct
+      of the score's condition are not visited (causal stops at the
+      diagonal, windows start late).
+
+    Only cascades whose Einsums are the score `Q[.., m, e] * K[.., p, e] *
+    c sum(e) [if affine-conjuncts else -inf]` followed by the online
+    softmax that attn-derive-online writes are accepted; anything else is
+    refused with a located error. `storage=bf16|f16` reads f32-declared
+    inputs and `o` as that type (LSE stays f32).
+  }];
+  let options = [
+    Option<"storage", "storage", "std::string", /*default=*/"\"\"",
+           "Element type for f32-declared q, k, v and o: bf16 or f16 (empty: as declared)">
+  ];
+  let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::nvgpu::NVGPUDialect",
+                           "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect",
+                           "::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::vector::VectorDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect"];
+}
+
 #endif // ATTN_PASSES_TD

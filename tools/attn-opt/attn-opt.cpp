@@ -7,6 +7,7 @@
 
 #include "attn/Dialect.h"
 #include "attn/CodeGen/CPU.h"
+#include "attn/CodeGen/GPU.h"
 #include "attn/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -31,6 +32,14 @@
 #include "mlir/Dialect/Vector/Transforms/Passes.h"
 #include "mlir/Transforms/Passes.h"
 
+namespace {
+struct GpuToNVVMOptions : mlir::PassPipelineOptions<GpuToNVVMOptions> {
+  Option<std::string> chip{*this, "chip",
+                           llvm::cl::desc("Target chip: sm_80, sm_90a, ..."),
+                           llvm::cl::init("sm_80")};
+};
+} // namespace
+
 int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   registry.insert<mlir::attn::AttnDialect, mlir::func::FuncDialect,
@@ -41,6 +50,7 @@ int main(int argc, char **argv) {
                   mlir::scf::SCFDialect, mlir::vector::VectorDialect,
                   mlir::LLVM::LLVMDialect, mlir::gpu::GPUDialect,
                   mlir::nvgpu::NVGPUDialect, mlir::NVVM::NVVMDialect>();
+  mlir::attn::registerGpuCodeGenInterfaces(registry);
   mlir::registerTransformsPasses();
   mlir::registerConversionPasses();
   mlir::registerLinalgPasses();
@@ -54,6 +64,13 @@ int main(int argc, char **argv) {
       "Lower the output of attn-lower-cpu to the LLVM dialect (the pipeline "
       "attnc runs)",
       [](mlir::OpPassManager &pm) { mlir::attn::buildCpuToLLVMPipeline(pm); });
+  mlir::PassPipelineRegistration<GpuToNVVMOptions>(
+      "attn-gpu-to-nvvm",
+      "Lower the gpu.module of attn-lower-gpu to the LLVM/NVVM dialects for "
+      "one chip (gpu-module-to-binary{format=isa} then gives PTX)",
+      [](mlir::OpPassManager &pm, const GpuToNVVMOptions &o) {
+        mlir::attn::buildGpuToNVVMPipeline(pm, o.chip);
+      });
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "attn-opt: the attention compiler's optimizer driver\n",
       registry));
