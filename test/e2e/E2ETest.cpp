@@ -26,6 +26,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 
 namespace {
@@ -63,14 +64,33 @@ struct Run {
 
 /// Random inputs for the given rank sizes, the interpreter's outputs, and
 /// output buffers filled with a sentinel.
+/// Writes integer metadata (segment ids, cu_seqlens) into the i32 inputs.
+using Metadata = std::function<void(std::vector<Buffer> &)>;
+
+/// A hand-written float64 reference, for shapes too large for the
+/// interpreter: fills `want` from the inputs.
+using Reference = std::function<void(const std::vector<mlir::attn::Tensor> &,
+                                     mlir::attn::InterpretResult &)>;
+
 Run prepare(Variant &v, const llvm::StringMap<int64_t> &given, uint64_t seed,
-            double amplitude = 2.0) {
+            double amplitude = 2.0, const Metadata &metadata = {},
+            const Reference &reference = {}) {
   Run run;
   llvm::StringMap<int64_t> sizes;
   std::string err = mlir::attn::resolveRankSizes(v.cascade, {}, given, sizes);
   REQUIRE(err == "");
   e2e::makeArgs(v.cascade, sizes, seed, amplitude, 12345.0f, run.args,
                 run.inputs);
+  if (metadata) {
+    metadata(run.args);
+    for (size_t i = 0; i < run.inputs.size(); ++i)
+      for (size_t j = 0; j < run.args[i].idata.size(); ++j)
+        run.inputs[i].data[j] = run.args[i].idata[j];
+  }
+  if (reference) {
+    reference(run.inputs, run.want);
+    return run;
+  }
   mlir::attn::InterpretOptions opts;
   opts.sizes = given;
   run.want = mlir::attn::interpret(v.cascade, run.inputs, opts);
@@ -134,14 +154,14 @@ llvm::StringMap<int64_t> sizesFor(Variant &v, int64_t m, int64_t p,
 
 void checkShapes(const std::string &id,
                  std::vector<std::pair<int64_t, int64_t>> lengths,
-                 int threads = 1) {
+                 int threads = 1, double amplitude = 2.0) {
   const E2EKernel &k = kernel(id);
   Variant v(k);
   unsigned numInputs = v.cascade.getFunctionType().getNumInputs();
   uint64_t seed = 1;
   for (auto [m, p] : lengths) {
     DYNAMIC_SECTION(id << " m=" << m << " p=" << p) {
-      Run run = prepare(v, sizesFor(v, m, p), seed++);
+      Run run = prepare(v, sizesFor(v, m, p), seed++, amplitude);
       REQUIRE(call(k, run, threads) == ATTN_OK);
       if (e2e::storesBF16(v.cascade))
         check(run, numInputs, 1e-2, 1.6e-2);
@@ -202,6 +222,138 @@ TEST_CASE("bf16 storage, f32 arithmetic", "[e2e][bf16]") {
   checkShapes("mha_bf16_d128", {{1, 1}, {113, 113}, {1, 300}});
   checkShapes("causal_bf16", kLengths);
   checkShapes("gqa_bf16", kLengths);
+}
+/// Softmax attention in float64 over [b, h, m, e] tensors with scale
+/// `scale`, keys visible where `visible(b, m, p)`: o [b, h, m, f] and lse
+/// [b, h, m] (O = 0 and LSE = -inf for a row that sees no key).
+void maskedAttention(const std::vector<mlir::attn::Tensor> &in, double scale,
+                     const std::function<bool(int64_t, int64_t, int64_t)> &visible,
+                     mlir::attn::InterpretResult &want) {
+  const auto &q = in[0], &k = in[1], &v = in[2];
+  int64_t B = q.shape[0], H = q.shape[1], M = q.shape[2], E = q.shape[3];
+  int64_t P = k.shape[2], F = v.shape[3];
+  mlir::attn::Tensor o, lse;
+  o.shape = {B, H, M, F};
+  o.data.assign(B * H * M * F, 0.0);
+  lse.shape = {B, H, M};
+  lse.data.assign(B * H * M, -INFINITY);
+  std::vector<double> s(P);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t m = 0; m < M; ++m) {
+        const double *qr = &q.data[((b * H + h) * M + m) * E];
+        double mx = -INFINITY;
+        for (int64_t p = 0; p < P; ++p) {
+          s[p] = -INFINITY;
+          if (!visible(b, m, p))
+            continue;
+          const double *kr = &k.data[((b * H + h) * P + p) * E];
+          double acc = 0;
+          for (int64_t e = 0; e < E; ++e)
+            acc += qr[e] * kr[e];
+          s[p] = acc * scale;
+          mx = std::max(mx, s[p]);
+        }
+        if (mx == -INFINITY)
+          continue;
+        double sum = 0;
+        double *orow = &o.data[((b * H + h) * M + m) * F];
+        for (int64_t p = 0; p < P; ++p) {
+          if (s[p] == -INFINITY)
+            continue;
+          double w = std::exp(s[p] - mx);
+          sum += w;
+          const double *vr = &v.data[((b * H + h) * P + p) * F];
+          for (int64_t f = 0; f < F; ++f)
+            orow[f] += w * vr[f];
+        }
+        for (int64_t f = 0; f < F; ++f)
+          orow[f] /= sum;
+        lse.data[(b * H + h) * M + m] = mx + std::log(sum);
+      }
+  want.outputs = {o, lse};
+  want.error.clear();
+}
+
+TEST_CASE("document masks from segment ids", "[e2e][sparse]") {
+  const E2EKernel &k = kernel("document_mask");
+  Variant v(k);
+  // Documents of lengths 1, 7, 113 and 2000 packed into one sequence.
+  {
+    std::vector<int32_t> ids;
+    int32_t doc = 0;
+    for (int len : {1, 7, 113, 2000}) {
+      ids.insert(ids.end(), len, doc);
+      ++doc;
+    }
+    int64_t n = int64_t(ids.size());
+    // The interpreter would take minutes at 2121 x 2121: a direct float64
+    // loop is the reference here (the interpreter checks the same kernel on
+    // the random ids below).
+    Run run = prepare(
+        v, {{"b", 1}, {"h", 2}, {"m", n}, {"p", n}}, 21, 2.0,
+        [&](std::vector<Buffer> &args) {
+          args[3].idata = ids;
+          args[4].idata = ids;
+        },
+        [&](const std::vector<mlir::attn::Tensor> &in,
+            mlir::attn::InterpretResult &want) {
+          maskedAttention(in, 0.125,
+                          [&](int64_t, int64_t m, int64_t p) {
+                            return ids[m] == ids[p];
+                          },
+                          want);
+        });
+    REQUIRE(call(k, run, 2) == ATTN_OK);
+    check(run, 5);
+  }
+  // Ids neither sorted nor contiguous; query-side padding (-1) sees no key
+  // (O = 0, LSE = -inf).
+  {
+    std::mt19937 rng(5);
+    Run run = prepare(v, {{"b", 2}, {"h", 2}, {"m", 113}, {"p", 200}}, 22, 2.0,
+                      [&](std::vector<Buffer> &args) {
+                        for (int32_t &x : args[3].idata)
+                          x = rng() % 5 == 0 ? -1 : int32_t(rng() % 4);
+                        for (int32_t &x : args[4].idata)
+                          x = int32_t(rng() % 4);
+                      });
+    REQUIRE(call(k, run) == ATTN_OK);
+    check(run, 5);
+  }
+}
+TEST_CASE("varlen batches mixing decode and prefill", "[e2e][sparse]") {
+  const E2EKernel &k = kernel("varlen");
+  Variant v(k);
+  // (queries, keys) per sequence: decode against 300 keys, a prefill of
+  // 113, a sequence without keys, one without queries, a single token;
+  // then padding tokens past the last boundary on both sides.
+  std::vector<std::pair<int32_t, int32_t>> seqs = {
+      {1, 300}, {113, 113}, {7, 0}, {0, 5}, {1, 1}};
+  std::vector<int32_t> cuq{0}, cuk{0};
+  for (auto [q, kk] : seqs) {
+    cuq.push_back(cuq.back() + q);
+    cuk.push_back(cuk.back() + kk);
+  }
+  int64_t m = cuq.back() + 3, p = cuk.back() + 2;
+  Run run = prepare(v,
+                    {{"h", 2}, {"m", m}, {"p", p}, {"n", int64_t(cuq.size())}},
+                    23, 2.0, [&](std::vector<Buffer> &args) {
+                      args[3].idata = cuq;
+                      args[4].idata = cuk;
+                    });
+  REQUIRE(call(k, run, 2) == ATTN_OK);
+  check(run, 5);
+}
+TEST_CASE("PowerAttention, low-rank bias, GQA decode (8:1), MLA", "[e2e]") {
+  checkShapes("power_attention", kLengths);
+  checkShapes("lowrank_bias", kLengths);
+  checkShapes("decode_split_kv", {{1, 1}, {1, 300}, {1, 1023}, {3, 77}});
+  // MLA forms K and V as sums of 128 products: with inputs in [-2, 2) the
+  // scores reach ~50, where float32 rounding of K alone moves the weights
+  // by ~1e-4 (see "large logits"). Inputs in [-0.5, 0.5) keep the scores
+  // near those of the other tests.
+  checkShapes("mla", {{1, 1}, {1, 300}, {70, 113}}, 1, 0.5);
 }
 TEST_CASE("decode and threads", "[e2e]") {
   // Lq = 1 against a long key sequence, on 1, 2 and all threads.
