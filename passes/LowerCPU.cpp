@@ -1303,8 +1303,12 @@ void CpuLowering::emitFusedReduction(unsigned x, unsigned y) {
 
 void CpuLowering::withLanes(function_ref<void()> body) {
   int64_t w = options.vectorWidth;
-  auto laneLoop = scf::ForOp::create(b, loc, cIndex(0), cIndex(plan.rowTile),
-                                     cIndex(w));
+  // The vectors of rows the task has (rows past |m| in the last row tile
+  // are never computed, by any emitter).
+  Value end = arith::MulIOp::create(
+      b, loc, arith::CeilDivSIOp::create(b, loc, rowValid, cIndex(w)),
+      cIndex(w));
+  auto laneLoop = scf::ForOp::create(b, loc, cIndex(0), end, cIndex(w));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(laneLoop.getBody());
   setLanes(laneLoop.getInductionVar());
@@ -1463,7 +1467,6 @@ void CpuLowering::emitPack(Pack &p) {
 void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
   GEinsum &e = gc.einsum(id);
   int64_t w = options.vectorWidth;
-  int64_t chunks = plan.rowTile / w;
   CpuRegisterTile tile = cpuRegisterTile(options);
   int64_t ib = tile.rows, jb = tile.cols;
   auto vt = VectorType::get({w}, b.getF32Type());
@@ -1482,144 +1485,155 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
       acc ? slotIndex(arith::AddIOp::create(b, loc, keyStep, cIndex(1)))
           : Value();
 
-  auto jLoop = scf::ForOp::create(b, loc, cIndex(0), cIndex(chunks), cIndex(jb));
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(jLoop.getBody());
-  Value jo = jLoop.getInductionVar();
-  SmallVector<Value> cols;
-  for (int64_t cc = 0; cc < jb; ++cc)
-    cols.push_back(arith::MulIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, jo, cIndex(cc)), cIndex(w)));
-  Value iMain = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, iExt, cIndex(ib)), cIndex(ib));
-  // The correction C of the running state, once per column vector.
-  SmallVector<Value> corr;
-  if (acc)
-    for (Value col : cols) {
-      currentId = outId;
-      setLanes(col);
-      corr.push_back(like(asFloat(emitExpr(acc->corr)), rankValue.lookup(plan.rowRank)));
-      clearLanes();
-      currentId = id;
-    }
-  auto index = [&](Value ii, Value col) {
-    SmallVector<Value> idx;
-    if (newSlot)
-      idx.push_back(newSlot);
-    idx.append({ii, col});
-    return idx;
-  };
+  // Only the vectors of rows the task has (fewer in a short last row tile
+  // and in decode): blocks of jb vectors, then single vectors.
+  Value nvec = arith::CeilDivSIOp::create(b, loc, rowValid, cIndex(w));
+  Value nMain = arith::MulIOp::create(
+      b, loc, arith::DivSIOp::create(b, loc, nvec, cIndex(jb)), cIndex(jb));
+  auto columns = [&](Value lo, Value hi, int64_t jb) {
+    auto jLoop = scf::ForOp::create(b, loc, lo, hi, cIndex(jb));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(jLoop.getBody());
+    Value jo = jLoop.getInductionVar();
+    SmallVector<Value> cols;
+    for (int64_t cc = 0; cc < jb; ++cc)
+      cols.push_back(arith::MulIOp::create(
+          b, loc, arith::AddIOp::create(b, loc, jo, cIndex(cc)), cIndex(w)));
+    Value iMain = arith::MulIOp::create(
+        b, loc, arith::DivUIOp::create(b, loc, iExt, cIndex(ib)), cIndex(ib));
+    // The correction C of the running state, once per column vector.
+    SmallVector<Value> corr;
+    if (acc)
+      for (Value col : cols) {
+        currentId = outId;
+        setLanes(col);
+        corr.push_back(like(asFloat(emitExpr(acc->corr)), rankValue.lookup(plan.rowRank)));
+        clearLanes();
+        currentId = id;
+      }
+    auto index = [&](Value ii, Value col) {
+      SmallVector<Value> idx;
+      if (newSlot)
+        idx.push_back(newSlot);
+      idx.append({ii, col});
+      return idx;
+    };
 
-  auto block = [&](int64_t rows, Value lo, Value hi,
-                   ValueRange carried) -> SmallVector<Value> {
-    auto iLoop = scf::ForOp::create(b, loc, lo, hi, cIndex(rows), carried);
-    OpBuilder::InsertionGuard g2(b);
-    b.setInsertionPointToStart(iLoop.getBody());
-    Value i0 = iLoop.getInductionVar();
-    SmallVector<Value> init;
-    if (acc) {
-      // Start from the old state times its correction.
-      for (int64_t r = 0; r < rows; ++r) {
-        rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
-        for (int64_t cc = 0; cc < jb; ++cc) {
-          currentId = outId;
-          setLanes(cols[cc]);
-          Value old = emitLoad(acc->old);
-          clearLanes();
-          currentId = id;
-          init.push_back(arith::MulFOp::create(b, loc, old, corr[cc]));
-        }
-      }
-      rankValue.erase(c.i);
-    } else {
-      Value zero = arith::ConstantOp::create(
-          b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
-      init.assign(rows * jb, zero);
-    }
-    auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kExt, cIndex(1), init);
-    {
-      OpBuilder::InsertionGuard g3(b);
-      b.setInsertionPointToStart(kLoop.getBody());
-      Value kk = kLoop.getInductionVar();
-      rankValue[c.k] = kk;
-      SmallVector<Value> bv;
-      for (Value col : cols)
-        bv.push_back(vector::LoadOp::create(b, loc, vt, bMem,
-                                            ValueRange{kk, col}));
-      SmallVector<Value> next;
-      for (int64_t r = 0; r < rows; ++r) {
-        rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
-        Value a = vector::BroadcastOp::create(b, loc, vt, emitLoad(c.a));
-        for (int64_t cc = 0; cc < jb; ++cc)
-          next.push_back(vector::FMAOp::create(
-              b, loc, a, bv[cc], kLoop.getRegionIterArgs()[r * jb + cc]));
-      }
-      scf::YieldOp::create(b, loc, next);
-      rankValue.erase(c.k);
-      rankValue.erase(c.i);
-    }
-    // Scale, condition, store (and the fused reduction) of the tile.
-    auto epilogue = [&](bool masked, SmallVector<Value> reduced) {
-      for (int64_t r = 0; r < rows; ++r) {
-        Value ii = arith::AddIOp::create(b, loc, i0, cIndex(r));
-        rankValue[c.i] = ii;
-        for (int64_t cc = 0; cc < jb; ++cc) {
-          Value v = kLoop.getResult(r * jb + cc);
-          if (c.scale != 1.0)
-            v = arith::MulFOp::create(b, loc, v, like(cF32(c.scale), v));
-          if (masked) {
+    auto block = [&](int64_t rows, Value lo, Value hi,
+                     ValueRange carried) -> SmallVector<Value> {
+      auto iLoop = scf::ForOp::create(b, loc, lo, hi, cIndex(rows), carried);
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(iLoop.getBody());
+      Value i0 = iLoop.getInductionVar();
+      SmallVector<Value> init;
+      if (acc) {
+        // Start from the old state times its correction.
+        for (int64_t r = 0; r < rows; ++r) {
+          rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
+          for (int64_t cc = 0; cc < jb; ++cc) {
+            currentId = outId;
             setLanes(cols[cc]);
-            Value cond = asBool(emitExpr(c.post));
+            Value old = emitLoad(acc->old);
             clearLanes();
-            cond = like(cond, v);
-            v = arith::SelectOp::create(b, loc, cond, v, like(fillV, v));
+            currentId = id;
+            init.push_back(arith::MulFOp::create(b, loc, old, corr[cc]));
           }
-          Value stored = fromF32(v, outElem);
-          vector::StoreOp::create(b, loc, stored, outMem, index(ii, cols[cc]));
-          if (red >= 0)
-            reduced[cc] = combine(gc.einsum(red).reducer, reduced[cc],
-                                  toF32(stored));
         }
         rankValue.erase(c.i);
+      } else {
+        Value zero = arith::ConstantOp::create(
+            b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
+        init.assign(rows * jb, zero);
       }
-      return reduced;
+      auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kExt, cIndex(1), init);
+      {
+        OpBuilder::InsertionGuard g3(b);
+        b.setInsertionPointToStart(kLoop.getBody());
+        Value kk = kLoop.getInductionVar();
+        rankValue[c.k] = kk;
+        SmallVector<Value> bv;
+        for (Value col : cols)
+          bv.push_back(vector::LoadOp::create(b, loc, vt, bMem,
+                                              ValueRange{kk, col}));
+        SmallVector<Value> next;
+        for (int64_t r = 0; r < rows; ++r) {
+          rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
+          Value a = vector::BroadcastOp::create(b, loc, vt, emitLoad(c.a));
+          for (int64_t cc = 0; cc < jb; ++cc)
+            next.push_back(vector::FMAOp::create(
+                b, loc, a, bv[cc], kLoop.getRegionIterArgs()[r * jb + cc]));
+        }
+        scf::YieldOp::create(b, loc, next);
+        rankValue.erase(c.k);
+        rankValue.erase(c.i);
+      }
+      // Scale, condition, store (and the fused reduction) of the tile.
+      auto epilogue = [&](bool masked, SmallVector<Value> reduced) {
+        for (int64_t r = 0; r < rows; ++r) {
+          Value ii = arith::AddIOp::create(b, loc, i0, cIndex(r));
+          rankValue[c.i] = ii;
+          for (int64_t cc = 0; cc < jb; ++cc) {
+            Value v = kLoop.getResult(r * jb + cc);
+            if (c.scale != 1.0)
+              v = arith::MulFOp::create(b, loc, v, like(cF32(c.scale), v));
+            if (masked) {
+              setLanes(cols[cc]);
+              Value cond = asBool(emitExpr(c.post));
+              clearLanes();
+              cond = like(cond, v);
+              v = arith::SelectOp::create(b, loc, cond, v, like(fillV, v));
+            }
+            Value stored = fromF32(v, outElem);
+            vector::StoreOp::create(b, loc, stored, outMem, index(ii, cols[cc]));
+            if (red >= 0)
+              reduced[cc] = combine(gc.einsum(red).reducer, reduced[cc],
+                                    toF32(stored));
+          }
+          rankValue.erase(c.i);
+        }
+        return reduced;
+      };
+      SmallVector<Value> reduced(iLoop.getRegionIterArgs());
+      if (c.post && keyPartial && int(id) == maskId) {
+        // The mask is evaluated only in key tiles it does not keep entirely.
+        auto ifOp = scf::IfOp::create(b, loc, ValueRange(reduced).getTypes(),
+                                      keyPartial, /*withElse=*/true);
+        for (bool masked : {true, false}) {
+          OpBuilder::InsertionGuard g4(b);
+          Block &blk = masked ? ifOp.getThenRegion().front()
+                              : ifOp.getElseRegion().front();
+          b.setInsertionPointToStart(&blk);
+          SmallVector<Value> out = epilogue(masked, reduced);
+          if (!out.empty())
+            scf::YieldOp::create(b, loc, out);
+        }
+        reduced.assign(ifOp.getResults().begin(), ifOp.getResults().end());
+      } else {
+        reduced = epilogue(bool(c.post), reduced);
+      }
+      if (!reduced.empty())
+        scf::YieldOp::create(b, loc, reduced);
+      return SmallVector<Value>(iLoop.getResults());
     };
-    SmallVector<Value> reduced(iLoop.getRegionIterArgs());
-    if (c.post && keyPartial && int(id) == maskId) {
-      // The mask is evaluated only in key tiles it does not keep entirely.
-      auto ifOp = scf::IfOp::create(b, loc, ValueRange(reduced).getTypes(),
-                                    keyPartial, /*withElse=*/true);
-      for (bool masked : {true, false}) {
-        OpBuilder::InsertionGuard g4(b);
-        Block &blk = masked ? ifOp.getThenRegion().front()
-                            : ifOp.getElseRegion().front();
-        b.setInsertionPointToStart(&blk);
-        SmallVector<Value> out = epilogue(masked, reduced);
-        if (!out.empty())
-          scf::YieldOp::create(b, loc, out);
-      }
-      reduced.assign(ifOp.getResults().begin(), ifOp.getResults().end());
-    } else {
-      reduced = epilogue(bool(c.post), reduced);
-    }
-    if (!reduced.empty())
-      scf::YieldOp::create(b, loc, reduced);
-    return SmallVector<Value>(iLoop.getResults());
+    SmallVector<Value> carried;
+    if (red >= 0)
+      carried.assign(jb, arith::ConstantOp::create(
+                             b, loc, vt,
+                             DenseElementsAttr::get(
+                                 vt, b.getF32FloatAttr(float(
+                                         identity(gc.einsum(red).reducer))))));
+    carried = block(ib, cIndex(0), iMain, carried);
+    carried = block(1, iMain, iExt, carried);
+    if (red >= 0)
+      for (int64_t cc = 0; cc < jb; ++cc)
+        vector::StoreOp::create(b, loc,
+                                fromF32(carried[cc], gc.einsum(red).elemType),
+                                buffers[red].mem, ValueRange{cols[cc]});
+
   };
-  SmallVector<Value> carried;
-  if (red >= 0)
-    carried.assign(jb, arith::ConstantOp::create(
-                           b, loc, vt,
-                           DenseElementsAttr::get(
-                               vt, b.getF32FloatAttr(float(
-                                       identity(gc.einsum(red).reducer))))));
-  carried = block(ib, cIndex(0), iMain, carried);
-  carried = block(1, iMain, iExt, carried);
-  if (red >= 0)
-    for (int64_t cc = 0; cc < jb; ++cc)
-      vector::StoreOp::create(b, loc,
-                              fromF32(carried[cc], gc.einsum(red).elemType),
-                              buffers[red].mem, ValueRange{cols[cc]});
+  columns(cIndex(0), nMain, jb);
+  if (jb > 1)
+    columns(nMain, nvec, 1);
 }
 
 void CpuLowering::emitInitState(unsigned id) {

@@ -46,6 +46,14 @@
 // CHECK: %[[GE:[0-9]+]] = arith.cmpi sge, %[[P1]], %[[FULLEND]] : index
 // CHECK: %[[PARTIAL:[0-9]+]] = arith.ori %{{.*}}, %[[GE]] : i1
 
+// The micro-kernels cover only the vectors of rows the task has: ceil(valid
+// rows / 16) vectors, in blocks of 2, then single vectors (decode computes
+// one vector of 16 rows, not the whole row tile).
+// CHECK: %[[NVEC:[0-9]+]] = arith.ceildivsi %{{.*}}, %c16{{.*}} : index
+// CHECK: %[[NBLK:[0-9]+]] = arith.divsi %[[NVEC]], %c2{{.*}} : index
+// CHECK: %[[NMAIN:[0-9]+]] = arith.muli %[[NBLK]], %c2{{.*}} : index
+// CHECK: scf.for %{{.*}} = %c0{{.*}} to %[[NMAIN]] step %c2
+
 // QK^T as a register-tiled micro-kernel: 4 keys x 2 vectors of 16 rows, a
 // reduction over e = 16 with 8 vector accumulators, K read as scalars and
 // broadcast, the packed Q as vectors. The i loop over key quads carries the
@@ -69,6 +77,8 @@
 // CHECK: }
 // After the key quads, the tile max is stored once per row vector.
 // CHECK: vector.store %{{.*}}, %[[LGM:[a-z0-9_]+]][%{{.*}}] : memref<32xf32>, vector<16xf32>
+// Then the same micro-kernel one vector at a time for the last odd vector.
+// CHECK: scf.for %{{.*}} = %[[NMAIN]] to %[[NVEC]] step %c1
 
 // The running max reads l_gm; the correction exp(r_gm[p1] - ref_gm[p1])
 // reads the old slot p1 mod 2.
