@@ -274,6 +274,11 @@ private:
   Value emitIndexExpr(ExprAttr ix);
   Value emitExpr(ExprAttr e);
   Value emitLoad(ExprAttr load);
+  /// The loaded element in its storage type.
+  Value emitLoadRaw(ExprAttr load);
+  /// A gathered index (`%t[.., %idx[..], ..]`): the value `ix` loads,
+  /// clamped into dimension `pos` of `mem`.
+  Value emitGatherIndex(ExprAttr ix, Value mem, unsigned pos);
   Value combine(Reducer r, Value acc, Value v);
   double identity(Reducer r) const;
 
@@ -483,20 +488,31 @@ LogicalResult CpuLowering::place() {
       return emitError(e.loc)
              << "attn-lower-cpu: top-k populate actions are not supported "
                 "yet";
+    // Gathers (an index loaded from a tensor or an Einsum) are supported
+    // into cascade arguments, one level deep, on the scalar path.
     auto checkGathers = [&](ExprAttr x) -> bool {
       bool ok = true;
       if (x)
         walkExpr(x, [&](ExprAttr n) {
-          if (n.getKind() == ExprKind::Load)
-            for (ExprAttr ix : n.getArgs())
-              ok &= ix.getKind() == ExprKind::Index;
+          if (n.getKind() != ExprKind::Load)
+            return;
+          bool intoArg = n.getInput() >= 0 && !gc.isEinsum(n.getInput());
+          for (ExprAttr ix : n.getArgs()) {
+            if (ix.getKind() == ExprKind::Index)
+              continue;
+            ok &= intoArg && ix.getKind() == ExprKind::Load &&
+                  llvm::all_of(ix.getArgs(), [](ExprAttr a) {
+                    return a.getKind() == ExprKind::Index;
+                  });
+          }
         });
       return ok;
     };
     if (!checkGathers(e.expr) || !checkGathers(e.cond))
       return emitError(e.loc) << "attn-lower-cpu: '" << e.name
-                              << "' gathers (an index loaded from a tensor); "
-                                 "not supported yet";
+                              << "' gathers from an Einsum's result or through "
+                                 "a computed index; only gathers into "
+                                 "arguments by a loaded index are supported";
     buffers[id] = buf;
     (buf.place == Place::Pre    ? pre
      : buf.place == Place::Loop ? loop
@@ -633,41 +649,6 @@ void CpuLowering::matchFusions() {
   }
 }
 
-/// Adds scale * (coefficient of each rank value) of `e` to `coeffs`; false
-/// if `e` is not linear in the rank values (symbols may appear anywhere
-/// outside products with ranks).
-static bool dimCoefficients(AffineExpr e, int64_t scale,
-                            SmallVectorImpl<int64_t> &coeffs) {
-  auto hasDims = [](AffineExpr x) {
-    bool found = false;
-    x.walk([&](AffineExpr s) { found |= isa<AffineDimExpr>(s); });
-    return found;
-  };
-  if (!hasDims(e))
-    return true;
-  switch (e.getKind()) {
-  case AffineExprKind::DimId:
-    coeffs[cast<AffineDimExpr>(e).getPosition()] += scale;
-    return true;
-  case AffineExprKind::Add: {
-    auto bin = cast<AffineBinaryOpExpr>(e);
-    return dimCoefficients(bin.getLHS(), scale, coeffs) &&
-           dimCoefficients(bin.getRHS(), scale, coeffs);
-  }
-  case AffineExprKind::Mul: {
-    auto bin = cast<AffineBinaryOpExpr>(e);
-    AffineExpr l = bin.getLHS(), r = bin.getRHS();
-    if (auto c = dyn_cast<AffineConstantExpr>(r))
-      return dimCoefficients(l, scale * c.getValue(), coeffs);
-    if (auto c = dyn_cast<AffineConstantExpr>(l))
-      return dimCoefficients(r, scale * c.getValue(), coeffs);
-    return false;
-  }
-  default:
-    return false;
-  }
-}
-
 void CpuLowering::findMask() {
   if (key.inner < 0)
     return;
@@ -728,7 +709,7 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
                        : r.getIndex() - l.getIndex();
     int64_t strict = (k == ExprKind::Lt || k == ExprKind::Gt) ? 1 : 0;
     SmallVector<int64_t> flat(numDims, 0);
-    if (!dimCoefficients(d, 1, flat))
+    if (!linearDimCoefficients(d, 1, flat))
       continue;
     int64_t cp0 = flat[key.inner], cp1 = flat[key.outer],
             cm = flat[plan.rowRank];
@@ -929,14 +910,39 @@ Value CpuLowering::slotIndex(Value step) {
   return arith::RemUIOp::create(b, loc, step, cIndex(2));
 }
 
-Value CpuLowering::emitLoad(ExprAttr load) {
+Value CpuLowering::emitLoad(ExprAttr load) { return toF32(emitLoadRaw(load)); }
+
+Value CpuLowering::emitGatherIndex(ExprAttr ix, Value mem, unsigned pos) {
+  // The loaded value as an index (floats truncate toward zero, as the
+  // interpreter's integer conversion), clamped into the dimension: an index
+  // out of range reads the nearest element instead of memory outside the
+  // tensor (the interpreter reports an error there).
+  Value raw = emitLoadRaw(ix);
+  Type t = raw.getType();
+  Value i64;
+  if (isa<FloatType>(t))
+    i64 = arith::FPToSIOp::create(b, loc, b.getI64Type(), raw);
+  else if (t.getIntOrFloatBitWidth() < 64)
+    i64 = arith::ExtSIOp::create(b, loc, b.getI64Type(), raw);
+  else
+    i64 = raw;
+  Value v = arith::IndexCastOp::create(b, loc, b.getIndexType(), i64);
+  Value last = arith::SubIOp::create(
+      b, loc, memref::DimOp::create(b, loc, mem, cIndex(pos)), cIndex(1));
+  return arith::MaxSIOp::create(b, loc, cIndex(0),
+                                arith::MinSIOp::create(b, loc, v, last));
+}
+
+Value CpuLowering::emitLoadRaw(ExprAttr load) {
   int64_t id = load.getInput() < 0 ? currentId : load.getInput();
   const GEinsum &self = gc.einsum(currentId);
   if (!gc.isEinsum(id)) {
     SmallVector<Value> idx;
-    for (ExprAttr ix : load.getArgs())
-      idx.push_back(emitIndexExpr(ix));
-    return toF32(memref::LoadOp::create(b, loc, argMems[id], idx));
+    for (auto [pos, ix] : llvm::enumerate(load.getArgs()))
+      idx.push_back(ix.getKind() == ExprKind::Load
+                        ? emitGatherIndex(ix, argMems[id], pos)
+                        : emitIndexExpr(ix));
+    return memref::LoadOp::create(b, loc, argMems[id], idx);
   }
   const Buffer &buf = buffers[id];
   SmallVector<unsigned> ranks = gc.valueRanks(id);
@@ -983,10 +989,10 @@ Value CpuLowering::emitLoad(ExprAttr load) {
   for (unsigned r : buf.dims)
     idx.push_back(local.lookup(r));
   if (lanes && !buf.dims.empty() && int(buf.dims.back()) == plan.rowRank)
-    return toF32(vector::LoadOp::create(
+    return vector::LoadOp::create(
         b, loc, VectorType::get({lanes}, cast<MemRefType>(buf.mem.getType()).getElementType()),
-        buf.mem, idx));
-  return toF32(memref::LoadOp::create(b, loc, buf.mem, idx));
+        buf.mem, idx);
+  return memref::LoadOp::create(b, loc, buf.mem, idx);
 }
 
 Value CpuLowering::emitExpr(ExprAttr e) {
@@ -1344,10 +1350,11 @@ bool CpuLowering::vectorizable(unsigned id) {
   if (buf.dims.empty() || int(buf.dims.back()) != plan.rowRank)
     return false;
   bool ok = true;
-  // A tensor read along the row rank would need a gather.
+  // A tensor read along the row rank would need a gather, and so would a
+  // gathered index (the scalar path evaluates both).
   forEachTensorLoad(gc, gc.einsum(id), [&](ExprAttr n) {
     for (ExprAttr ix : n.getArgs())
-      ok &= !usesRank(ix, plan.rowRank);
+      ok &= ix.getKind() == ExprKind::Index && !usesRank(ix, plan.rowRank);
   });
   return ok;
 }
@@ -1407,6 +1414,10 @@ CpuLowering::matchContraction(unsigned id) {
     std::swap(loads[0], loads[1]);
   c.a = loads[0];
   c.b = loads[1];
+  for (ExprAttr l : {c.a, c.b})
+    for (ExprAttr ix : l.getArgs())
+      if (ix.getKind() != ExprKind::Index)
+        return std::nullopt; // a gather: the scalar path
   if (c.a.getInput() < 0 || c.b.getInput() < 0 || loadUses(c.a, row) ||
       !loadUses(c.b, row) || loadUses(c.b, c.i) || !loadUses(c.a, c.i))
     return std::nullopt;

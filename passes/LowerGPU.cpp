@@ -27,6 +27,7 @@
 #include "attn/CodeGen/GPU.h"
 #include "attn/Dialect.h"
 #include "attn/Passes.h"
+#include "attn/Transforms/GlobalCascade.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -484,36 +485,6 @@ FailureOr<MhaPlan> Recognizer::run(const GpuLowerOptions &options) {
 // The kernel
 //===----------------------------------------------------------------------===//
 
-/// dimCoefficients as in attn-lower-cpu: scale * (coefficient of each
-/// dimension) of a linear `e` into `coeffs`; false if not linear.
-static bool dimCoefficients(AffineExpr e, int64_t scale,
-                            SmallVectorImpl<int64_t> &coeffs) {
-  bool hasDims = false;
-  e.walk([&](AffineExpr s) { hasDims |= isa<AffineDimExpr>(s); });
-  if (!hasDims)
-    return true;
-  switch (e.getKind()) {
-  case AffineExprKind::DimId:
-    coeffs[cast<AffineDimExpr>(e).getPosition()] += scale;
-    return true;
-  case AffineExprKind::Add: {
-    auto bin = cast<AffineBinaryOpExpr>(e);
-    return dimCoefficients(bin.getLHS(), scale, coeffs) &&
-           dimCoefficients(bin.getRHS(), scale, coeffs);
-  }
-  case AffineExprKind::Mul: {
-    auto bin = cast<AffineBinaryOpExpr>(e);
-    if (auto c = dyn_cast<AffineConstantExpr>(bin.getRHS()))
-      return dimCoefficients(bin.getLHS(), scale * c.getValue(), coeffs);
-    if (auto c = dyn_cast<AffineConstantExpr>(bin.getLHS()))
-      return dimCoefficients(bin.getRHS(), scale * c.getValue(), coeffs);
-    return false;
-  }
-  default:
-    return false;
-  }
-}
-
 class KernelBuilder {
 public:
   KernelBuilder(CascadeOp cascade, const MhaPlan &plan)
@@ -720,7 +691,7 @@ std::pair<Value, Value> KernelBuilder::keyTileRange(Value rowLo, Value rowHi) {
     AffineExpr d = (k == ExprKind::Le || k == ExprKind::Lt) ? l - r : r - l;
     int64_t strict = (k == ExprKind::Lt || k == ExprKind::Gt) ? 1 : 0;
     SmallVector<int64_t> flat(space.size(), 0);
-    if (!dimCoefficients(d, 1, flat))
+    if (!linearDimCoefficients(d, 1, flat))
       continue;
     int64_t cp = 0;
     if (p0 >= 0 && flat[p0] != 0) {

@@ -68,6 +68,34 @@ bool attn::usesRank(AffineExpr e, unsigned g) {
   return found;
 }
 
+bool attn::linearDimCoefficients(AffineExpr e, int64_t scale,
+                                 SmallVectorImpl<int64_t> &coeffs) {
+  bool hasDims = false;
+  e.walk([&](AffineExpr s) { hasDims |= isa<AffineDimExpr>(s); });
+  if (!hasDims)
+    return true;
+  switch (e.getKind()) {
+  case AffineExprKind::DimId:
+    coeffs[cast<AffineDimExpr>(e).getPosition()] += scale;
+    return true;
+  case AffineExprKind::Add: {
+    auto bin = cast<AffineBinaryOpExpr>(e);
+    return linearDimCoefficients(bin.getLHS(), scale, coeffs) &&
+           linearDimCoefficients(bin.getRHS(), scale, coeffs);
+  }
+  case AffineExprKind::Mul: {
+    auto bin = cast<AffineBinaryOpExpr>(e);
+    if (auto c = dyn_cast<AffineConstantExpr>(bin.getRHS()))
+      return linearDimCoefficients(bin.getLHS(), scale * c.getValue(), coeffs);
+    if (auto c = dyn_cast<AffineConstantExpr>(bin.getLHS()))
+      return linearDimCoefficients(bin.getRHS(), scale * c.getValue(), coeffs);
+    return false;
+  }
+  default:
+    return false;
+  }
+}
+
 bool attn::usesRank(ExprAttr e, unsigned g) {
   bool found = false;
   walkExpr(e, [&](ExprAttr node) {

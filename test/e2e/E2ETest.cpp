@@ -345,6 +345,12 @@ TEST_CASE("varlen batches mixing decode and prefill", "[e2e][sparse]") {
   REQUIRE(call(k, run, 2) == ATTN_OK);
   check(run, 5);
 }
+TEST_CASE("T5 relative-position buckets: a gather into the bias table",
+          "[e2e][gather]") {
+  // %rel_bias[h, %bucket[m, p]]: the bucket is computed per (m, p) (up to
+  // distance 1022 here) and the table read through it on the scalar path.
+  checkShapes("relative_position_bias", kLengths);
+}
 TEST_CASE("PowerAttention, low-rank bias, GQA decode (8:1), MLA", "[e2e]") {
   checkShapes("power_attention", kLengths);
   checkShapes("lowrank_bias", kLengths);

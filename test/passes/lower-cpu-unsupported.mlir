@@ -17,12 +17,14 @@ attn.cascade @plain ranks(b, h, m, p, e = 16, f = 16)
 
 // -----
 
-// A gather (keys chosen per query through an index tensor).
-attn.cascade @gather ranks(m, l, p, e = 16)
+// A gather from an Einsum's result (gathers into arguments are supported:
+// lower-cpu-gather.mlir).
+attn.cascade @gather ranks(m, l, p = 32, e = 16)
     (%q: !attn.t<[m, e], f32>, %k: !attn.t<[p, e], f32>, %idx: !attn.t<[m, l], i32>)
     -> (s: !attn.t<[m, l], f32>) {
-  // expected-error @+1 {{'s' gathers (an index loaded from a tensor); not supported yet}}
-  %s = attn.einsum [m, l] = %q[m, e] * %k[%idx[m, l], e] sum(e) : f32
+  %k2 = attn.einsum [p, e] = %k[p, e] * 2.0 : f32
+  // expected-error @+1 {{'s' gathers from an Einsum's result or through a computed index; only gathers into arguments by a loaded index are supported}}
+  %s = attn.einsum [m, l] = %q[m, e] * %k2[%idx[m, l], e] sum(e) : f32
   attn.yield %s : !attn.t<[m, l], f32>
 }
 

@@ -76,6 +76,13 @@ ExprAttr mapAffine(ExprAttr e, llvm::function_ref<AffineExpr(AffineExpr)> fn);
 bool usesRank(ExprAttr e, unsigned g);
 bool usesRank(AffineExpr e, unsigned g);
 
+/// Adds scale * (coefficient of each rank value) of `e` to `coeffs` (indexed
+/// by dimension position); false if `e` is not linear in the rank values
+/// (symbols may appear anywhere outside products with ranks). The back ends
+/// read affine mask bounds with it.
+bool linearDimCoefficients(AffineExpr e, int64_t scale,
+                           llvm::SmallVectorImpl<int64_t> &coeffs);
+
 /// Splits a condition into its conjuncts (`a and b and c`).
 void splitConjuncts(ExprAttr cond, llvm::SmallVectorImpl<ExprAttr> &out);
 /// The conjunction of `conds` (null if empty).
