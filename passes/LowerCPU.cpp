@@ -696,21 +696,13 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
   Value mHi = arith::SubIOp::create(
       b, loc, arith::AddIOp::create(b, loc, rowBase, rowValid), cIndex(1));
   for (ExprAttr c : conjuncts) {
-    ExprKind k = c.getKind();
-    if (k != ExprKind::Le && k != ExprKind::Lt && k != ExprKind::Ge &&
-        k != ExprKind::Gt)
+    // d + strict <= 0.
+    std::optional<AffineLeZero> le = affineLeZero(c, numDims);
+    if (!le)
       continue;
-    ExprAttr l = c.getArgs()[0], r = c.getArgs()[1];
-    if (l.getKind() != ExprKind::Index || r.getKind() != ExprKind::Index)
-      continue;
-    // d <= 0 (or d <= -1 for a strict comparison).
-    AffineExpr d = (k == ExprKind::Le || k == ExprKind::Lt)
-                       ? l.getIndex() - r.getIndex()
-                       : r.getIndex() - l.getIndex();
-    int64_t strict = (k == ExprKind::Lt || k == ExprKind::Gt) ? 1 : 0;
-    SmallVector<int64_t> flat(numDims, 0);
-    if (!linearDimCoefficients(d, 1, flat))
-      continue;
+    AffineExpr d = le->d;
+    int64_t strict = le->strict;
+    ArrayRef<int64_t> flat = le->coeffs;
     int64_t cp0 = flat[key.inner], cp1 = flat[key.outer],
             cm = flat[plan.rowRank];
     bool other = false;

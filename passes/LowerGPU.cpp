@@ -683,16 +683,13 @@ std::pair<Value, Value> KernelBuilder::keyTileRange(Value rowLo, Value rowHi) {
   int pP = pos(plan.keyRank), p1 = pos(plan.keyOuter), p0 = pos(plan.keyInner),
       pm = pos(plan.rowRank);
   for (ExprAttr c : conjuncts) {
-    ExprKind k = c.getKind();
-    if (k != ExprKind::Le && k != ExprKind::Lt && k != ExprKind::Ge &&
-        k != ExprKind::Gt)
+    // d + strict <= 0.
+    std::optional<AffineLeZero> bound = affineLeZero(c, space.size());
+    if (!bound)
       continue;
-    AffineExpr l = c.getArgs()[0].getIndex(), r = c.getArgs()[1].getIndex();
-    AffineExpr d = (k == ExprKind::Le || k == ExprKind::Lt) ? l - r : r - l;
-    int64_t strict = (k == ExprKind::Lt || k == ExprKind::Gt) ? 1 : 0;
-    SmallVector<int64_t> flat(space.size(), 0);
-    if (!linearDimCoefficients(d, 1, flat))
-      continue;
+    AffineExpr d = bound->d;
+    int64_t strict = bound->strict;
+    ArrayRef<int64_t> flat = bound->coeffs;
     int64_t cp = 0;
     if (p0 >= 0 && flat[p0] != 0) {
       if (p1 < 0 || flat[p1] != flat[p0] * plan.tile ||

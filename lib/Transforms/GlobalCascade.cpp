@@ -68,6 +68,24 @@ bool attn::usesRank(AffineExpr e, unsigned g) {
   return found;
 }
 
+std::optional<AffineLeZero> attn::affineLeZero(ExprAttr c, unsigned numDims) {
+  ExprKind k = c.getKind();
+  if (k != ExprKind::Le && k != ExprKind::Lt && k != ExprKind::Ge &&
+      k != ExprKind::Gt)
+    return std::nullopt;
+  ExprAttr l = c.getArgs()[0], r = c.getArgs()[1];
+  if (l.getKind() != ExprKind::Index || r.getKind() != ExprKind::Index)
+    return std::nullopt;
+  AffineLeZero out;
+  bool le = k == ExprKind::Le || k == ExprKind::Lt;
+  out.d = le ? l.getIndex() - r.getIndex() : r.getIndex() - l.getIndex();
+  out.strict = (k == ExprKind::Lt || k == ExprKind::Gt) ? 1 : 0;
+  out.coeffs.assign(numDims, 0);
+  if (!linearDimCoefficients(out.d, 1, out.coeffs))
+    return std::nullopt;
+  return out;
+}
+
 bool attn::linearDimCoefficients(AffineExpr e, int64_t scale,
                                  SmallVectorImpl<int64_t> &coeffs) {
   bool hasDims = false;

@@ -83,6 +83,18 @@ bool usesRank(AffineExpr e, unsigned g);
 bool linearDimCoefficients(AffineExpr e, int64_t scale,
                            llvm::SmallVectorImpl<int64_t> &coeffs);
 
+/// A mask conjunct comparing two affine indices (`l <= r`, `l < r`,
+/// `l >= r`, `l > r`) as `d + strict <= 0`, with the coefficient of every
+/// dimension of d (`numDims` of them): how the back ends read tile bounds
+/// from masks.
+struct AffineLeZero {
+  AffineExpr d;
+  int64_t strict = 0;
+  llvm::SmallVector<int64_t> coeffs;
+};
+/// None for any other conjunct (equalities, loads, non-linear indices).
+std::optional<AffineLeZero> affineLeZero(ExprAttr conjunct, unsigned numDims);
+
 /// Splits a condition into its conjuncts (`a and b and c`).
 void splitConjuncts(ExprAttr cond, llvm::SmallVectorImpl<ExprAttr> &out);
 /// The conjunction of `conds` (null if empty).
