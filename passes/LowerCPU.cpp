@@ -1871,6 +1871,92 @@ CpuRegisterTile cpuRegisterTile(const CpuLowerOptions &options) {
   return t;
 }
 
+CpuTileQuery cpuTileQuery(CascadeOp cascade) {
+  llvm::StringMap<int64_t> size;
+  for (auto r : cascade.getRanks().getAsRange<RankAttr>())
+    size[r.getName().getValue()] = r.getSize();
+  auto isStatic = [&](StringRef r) {
+    auto it = size.find(r);
+    return it != size.end() && !ShapedType::isDynamic(it->second);
+  };
+  CpuTileQuery q;
+  int64_t d = 0, dv = 0;
+  for (EinsumOp op : cascade.getBodyBlock().getOps<EinsumOp>()) {
+    if (ExprAttr cond = op.getCondAttr())
+      cond.walk([&](ExprAttr x) {
+        if (x.getKind() == ExprKind::Index)
+          q.masked = true;
+        if (x.getKind() == ExprKind::Load && x.getInput() >= 0 &&
+            x.getInput() < int64_t(op->getNumOperands())) {
+          Value v = op->getOperand(x.getInput());
+          if (isa<BlockArgument>(v) &&
+              isa<IntegerType>(cast<NamedTensorType>(v.getType())
+                                   .getElementType()))
+            q.masked = true;
+        }
+      });
+    if (op.getReducer() != Reducer::Sum || op.getReduced().empty())
+      continue;
+    bool allStatic = true;
+    int64_t reduced = 1;
+    for (StringRef r : op.getReduced().getAsValueRange<StringAttr>()) {
+      allStatic &= isStatic(r);
+      if (isStatic(r))
+        reduced *= size.lookup(r);
+    }
+    if (allStatic) {
+      d = std::max(d, reduced);
+      continue;
+    }
+    int64_t out = 1;
+    for (StringAttr r : cast<NamedTensorType>(op.getType()).getRanks())
+      if (isStatic(r.getValue()))
+        out *= size.lookup(r.getValue());
+    dv = std::max(dv, out);
+  }
+  if (d > 0)
+    q.headDim = d;
+  if (dv > 1)
+    q.valueDim = dv;
+  return q;
+}
+
+CpuTiles cpuTileModel(const CpuLowerOptions &options,
+                      const CpuCacheSizes &caches, const CpuTileQuery &query) {
+  CpuLowerOptions o = options;
+  o.rowTile = 64;
+  CpuRegisterTile reg = cpuRegisterTile(o);
+  int64_t block = reg.cols * options.vectorWidth;
+  int64_t dd = query.headDim + query.valueDim;
+  CpuTiles t;
+  std::string why;
+  llvm::raw_string_ostream os(why);
+  int64_t r = llvm::alignTo(64, block);
+  while (r > block && r * dd * 4 > caches.l2 / 4)
+    r = std::max(block, r / 2);
+  os << "row tile " << r << ": Q pack + running output " << r * dd * 4 / 1024
+     << " KiB (<= L2/4 = " << caches.l2 / 4 / 1024 << " KiB or the floor "
+     << block << ")";
+  int64_t k = 16;
+  for (int64_t c : {128, 64, 32, 16}) {
+    bool l1 = c * block * 4 <= 2 * caches.l1d / 3;
+    bool l2 = c * dd * 4 <= caches.l2 / 4;
+    bool mask = !query.masked || c <= r;
+    if (l1 && l2 && mask) {
+      k = c;
+      break;
+    }
+  }
+  os << "; key tile " << k << ": scores block " << k * block * 4 / 1024
+     << " KiB (<= 2/3 L1d = " << 2 * caches.l1d / 3 / 1024
+     << " KiB), K + V tiles " << k * dd * 4 / 1024 << " KiB (<= L2/4)"
+     << (query.masked ? ", <= row tile (masked)" : "");
+  t.rowTile = r;
+  t.keyTile = k;
+  t.reason = os.str();
+  return t;
+}
+
 FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
                                     const CpuLowerOptions &options,
                                     std::string &why) {

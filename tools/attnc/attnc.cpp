@@ -55,6 +55,9 @@
 #include "llvm/TargetParser/SubtargetFeature.h"
 
 #include <chrono>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 using namespace mlir;
 namespace cl = llvm::cl;
@@ -90,12 +93,27 @@ static cl::opt<std::string> cc(
              "or a path: <driver> -shared -Wl,-Bsymbolic -o DIR/libNAME.so "
              "NAME.o attn_runtime.o -lpthread -lm (default: cc)"),
     cl::value_desc("driver"), cl::init("cc"), cl::cat(category));
-static cl::opt<int64_t> rowTile("row-tile",
-                                cl::desc("Query rows per task (default 64)"),
-                                cl::init(64), cl::cat(category));
+static cl::opt<int64_t> rowTile(
+    "row-tile",
+    cl::desc("Query rows per task (default 0: chosen by the tile model from "
+             "the cache sizes, see -v)"),
+    cl::init(0), cl::cat(category));
 static cl::opt<int64_t> keyTile(
-    "key-tile", cl::desc("Keys per tile of the 1-pass form (default 64)"),
-    cl::init(64), cl::cat(category));
+    "key-tile",
+    cl::desc("Keys per tile of the 1-pass form (default 0: chosen by the "
+             "tile model)"),
+    cl::init(0), cl::cat(category));
+static cl::opt<int64_t> l1dCache(
+    "l1d-cache",
+    cl::desc("L1 data cache per core in KiB for the tile model (default: "
+             "read from CPUID for --target=host, else 48)"),
+    cl::value_desc("KiB"), cl::init(0), cl::cat(category));
+static cl::opt<int64_t> l2Cache(
+    "l2-cache",
+    cl::desc("L2 cache per core in KiB for the tile model (default: read "
+             "from CPUID for --target=host, else 1024 for AVX-512 and 256 "
+             "for AVX2)"),
+    cl::value_desc("KiB"), cl::init(0), cl::cat(category));
 static cl::list<std::string> rankSizes(
     "rank-size",
     cl::desc("Set the static size of a rank before compiling, e.g. "
@@ -118,6 +136,34 @@ static cl::opt<bool> verbose("v",
                              cl::init(false), cl::cat(category));
 
 namespace {
+
+/// The data cache sizes of the CPU attnc runs on, from CPUID: leaf 4 (Intel)
+/// or leaves 0x80000005/6 (AMD); 0 where the CPU does not say.
+mlir::attn::CpuCacheSizes hostCaches() {
+  mlir::attn::CpuCacheSizes c{0, 0};
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, cx, d;
+  for (unsigned i = 0; i < 16 && __get_cpuid_count(4, i, &a, &b, &cx, &d);
+       ++i) {
+    unsigned type = a & 31, level = (a >> 5) & 7;
+    if (type == 0)
+      break;
+    int64_t bytes = int64_t((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1) *
+                    ((b & 0xfff) + 1) * (int64_t(cx) + 1);
+    if (level == 1 && type == 1)
+      c.l1d = bytes;
+    if (level == 2 && type != 2)
+      c.l2 = bytes;
+  }
+  if (__get_cpuid(0x80000000, &a, &b, &cx, &d) && a >= 0x80000006) {
+    if (!c.l1d && __get_cpuid(0x80000005, &a, &b, &cx, &d))
+      c.l1d = int64_t(cx >> 24) * 1024;
+    if (!c.l2 && __get_cpuid(0x80000006, &a, &b, &cx, &d))
+      c.l2 = int64_t(cx >> 16) * 1024;
+  }
+#endif
+  return c;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -346,27 +392,80 @@ int main(int argc, char **argv) {
   SmallVector<mlir::attn::CascadeOp> writtenCascades;
   written->walk([&](mlir::attn::CascadeOp c) { writtenCascades.push_back(c); });
 
-  // 1. Derivation.
+  // Tiles: the cache part of the cost model (cpuTileModel), per cascade,
+  // unless --row-tile / --key-tile fix them.
+  mlir::attn::CpuLowerOptions opts;
+  opts.vectorize = !scalar;
+  opts.vectorWidth = isa == 2 ? 16 : 8;
+  opts.vectorRegisters = isa == 2 ? 32 : 16;
+  mlir::attn::CpuCacheSizes caches{isa == 2 ? 48 * 1024 : 32 * 1024,
+                                   isa == 2 ? 1024 * 1024 : 256 * 1024};
+  std::string cacheSource = "defaults for the target";
+  if (target == "host") {
+    mlir::attn::CpuCacheSizes host = hostCaches();
+    if (host.l1d && host.l2) {
+      caches = host;
+      cacheSource = "CPUID";
+    }
+  }
+  if (l1dCache > 0)
+    caches.l1d = l1dCache * 1024;
+  if (l2Cache > 0)
+    caches.l2 = l2Cache * 1024;
+  if (l1dCache > 0 && l2Cache > 0)
+    cacheSource = "flags";
+  else if (l1dCache > 0 || l2Cache > 0)
+    cacheSource += " and flags";
+  if (rowTile < 0 || keyTile < 0 || l1dCache < 0 || l2Cache < 0)
+    return fail("--row-tile, --key-tile, --l1d-cache and --l2-cache take "
+                "positive values (0: the model's choice)");
+  if (verbose)
+    llvm::errs() << "attnc: caches L1d " << caches.l1d / 1024 << " KiB, L2 "
+                 << caches.l2 / 1024 << " KiB (" << cacheSource << ")\n";
+  SmallVector<mlir::attn::CpuTiles> tiles;
+  for (auto c : writtenCascades) {
+    mlir::attn::CpuTiles t = mlir::attn::cpuTileModel(
+        opts, caches, mlir::attn::cpuTileQuery(c));
+    if (rowTile > 0)
+      t.rowTile = rowTile;
+    if (keyTile > 0)
+      t.keyTile = keyTile;
+    if (verbose)
+      llvm::errs() << "attnc: @" << c.getSymName() << " tiles " << t.rowTile
+                   << " x " << t.keyTile << " (" << t.reason
+                   << (rowTile > 0 || keyTile > 0 ? "; overridden by flags"
+                                                  : "")
+                   << ")\n";
+    tiles.push_back(t);
+  }
+
+  // 1. Derivation, one cascade at a time (each with its key tile).
   if (!noDerive) {
-    PassManager pm(&context);
-    mlir::attn::AttnDeriveOnlinePassOptions o;
-    o.tile = keyTile;
-    pm.addPass(mlir::attn::createAttnDeriveOnlinePass(o));
-    if (failed(pm.run(*module)))
-      return fail("attn-derive-online failed");
+    SmallVector<mlir::attn::CascadeOp> cascades;
+    module->walk([&](mlir::attn::CascadeOp c) { cascades.push_back(c); });
+    for (auto [c, t] : llvm::zip(cascades, tiles)) {
+      OwningOpRef<ModuleOp> one = ModuleOp::create(c.getLoc());
+      one->push_back(c->clone());
+      PassManager pm(&context);
+      mlir::attn::AttnDeriveOnlinePassOptions o;
+      o.tile = t.keyTile;
+      pm.addPass(mlir::attn::createAttnDeriveOnlinePass(o));
+      if (failed(pm.run(*one)))
+        return fail("attn-derive-online failed");
+      OpBuilder ob(c);
+      for (auto d : one->getOps<mlir::attn::CascadeOp>())
+        ob.clone(*d);
+      c.erase();
+    }
   }
   timer.stage("attn-derive-online");
 
   // 2. Lowering of every cascade to its task function.
-  mlir::attn::CpuLowerOptions opts;
-  opts.rowTile = rowTile;
-  opts.vectorize = !scalar;
-  opts.vectorWidth = isa == 2 ? 16 : 8;
-  opts.vectorRegisters = isa == 2 ? 32 : 16;
   SmallVector<::attn::emit::KernelSpec> specs;
   SmallVector<mlir::attn::CascadeOp> derived;
   module->walk([&](mlir::attn::CascadeOp c) { derived.push_back(c); });
-  for (auto [orig, c] : llvm::zip(writtenCascades, derived)) {
+  for (auto [orig, c, t] : llvm::zip(writtenCascades, derived, tiles)) {
+    opts.rowTile = t.rowTile;
     if (verbose)
       llvm::errs() << "attnc: lowering @" << c.getSymName() << "\n";
     auto spec = kernelSpec(orig, c, libName, opts, isa);

@@ -58,6 +58,48 @@ struct CpuRegisterTile {
 /// AVX2 (16): 4 x 2, 12 registers.
 CpuRegisterTile cpuRegisterTile(const CpuLowerOptions &options);
 
+/// Data cache sizes per core, in bytes, as the tile model reads them.
+struct CpuCacheSizes {
+  int64_t l1d = 48 * 1024;
+  int64_t l2 = 1024 * 1024;
+};
+
+/// What the tile model needs to know about a cascade (cpuTileQuery).
+struct CpuTileQuery {
+  /// Sizes of the QK contraction (d) and of the PV output columns (dv).
+  int64_t headDim = 128, valueDim = 128;
+  /// Some Einsum has a mask (a condition on rank indices or on integer
+  /// metadata), so key tiles can be partial.
+  bool masked = false;
+};
+
+/// Reads the head dims and the presence of a mask from `cascade` (before
+/// derivation): d is the largest static sum-reduction (the QK contraction),
+/// dv the largest static output extent of a sum over a dynamic rank (PV);
+/// 128 where the cascade leaves them dynamic.
+CpuTileQuery cpuTileQuery(CascadeOp cascade);
+
+/// Row (query) tile and key tile chosen by the model.
+struct CpuTiles {
+  int64_t rowTile = 64, keyTile = 64;
+  /// One line per decision, for `attnc -v`.
+  std::string reason;
+};
+
+/// The cache part of the x86 cost model (docs/codegen.md, "Tiles"). With B
+/// = the rows of one register tile (cols * vectorWidth, cpuRegisterTile):
+///  - row tile R: 64 rounded up to a multiple of B (K and V are re-read per
+///    task, 2/R bytes per FLOP), halved while the task's Q pack and running
+///    output, R * (d + dv) * 4 bytes, exceed a quarter of L2 (not below B);
+///  - key tile T: the largest of 128, 64, 32, 16 such that the PV
+///    micro-kernel's block of scores (T * B * 4 bytes, re-read for every 4
+///    output columns) fits in 2/3 of L1d, the K and V tiles (T * (d + dv) *
+///    4 bytes) in a quarter of L2, and, for masked cascades, T <= R (a
+///    diagonal tile computes T keys per row of which about half are masked).
+/// Calibrated against the tile study of docs/performance.md.
+CpuTiles cpuTileModel(const CpuLowerOptions &options, const CpuCacheSizes &caches,
+                      const CpuTileQuery &query);
+
 /// Plans the tasks of `cascade`; on failure `why` says what is unsupported.
 FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
                                     const CpuLowerOptions &options,
