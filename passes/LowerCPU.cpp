@@ -312,6 +312,11 @@ private:
     double scale = 1.0;
     unsigned i = 0, k = 0;
     int pack = -1;
+    /// BF16 pair dot products: B is read from a bf16 buffer [k / 2, 2 *
+    /// row] holding B[2 kp, row] and B[2 kp + 1, row] side by side: the
+    /// pack, or (B an Einsum's buffer) pairBuffers[pairBuf].
+    bool pairs = false;
+    int pairBuf = -1;
   };
   struct Pack {
     unsigned einsum;
@@ -320,7 +325,19 @@ private:
     Value mem;
     /// The contraction's constant factor, applied once here.
     double scale = 1.0;
+    /// Stored as bf16 pairs along k (Contraction::pairs).
+    bool pairs = false;
   };
+  /// The bf16 pair copy of an Einsum's buffer [k, row], refilled before
+  /// each contraction that reads it.
+  struct PairBuffer {
+    unsigned src;
+    int64_t kExtent;
+    Value mem;
+  };
+  SmallVector<PairBuffer> pairBuffers;
+  bool pairable(const Contraction &c);
+  void emitPairCopy(const Contraction &c, Value kExt);
   std::optional<Contraction> matchContraction(unsigned id);
   void emitContraction(unsigned id, const Contraction &c);
 
@@ -1438,6 +1455,12 @@ CpuLowering::matchContraction(unsigned id) {
     for (auto [ix, r] : llvm::zip(c.b.getArgs(), ranks))
       if ((r == c.k || r == row) && ix.getIndex() != gc.dim(r))
         return std::nullopt;
+    if (pairable(c) && gc.einsum(bId).elemType.isF32() &&
+        localExtent(c.k)) {
+      c.pairs = true;
+      c.pairBuf = pairBuffers.size();
+      pairBuffers.push_back({bId, *localExtent(c.k), Value()});
+    }
     return c;
   }
   // A tensor: packed once per task as [k, row] (it must not depend on the
@@ -1448,9 +1471,22 @@ CpuLowering::matchContraction(unsigned id) {
   if (!gc.staticSize(c.k))
     return std::nullopt;
   c.pack = packs.size();
-  packs.push_back({id, c.b, c.k, Value(), c.scale});
+  c.pairs = pairable(c);
+  packs.push_back({id, c.b, c.k, Value(), c.scale, c.pairs});
   c.scale = 1.0;
   return c;
+}
+
+/// BF16 pair dot products apply when the target has them, A is a bf16
+/// tensor (its values are exact in bf16) and the vectors are 16 f32 lanes.
+bool CpuLowering::pairable(const Contraction &c) {
+  if (!options.bf16Dot || options.vectorWidth != 16)
+    return false;
+  unsigned aId = c.a.getInput();
+  if (gc.isEinsum(aId))
+    return false;
+  auto nt = cast<NamedTensorType>(cascade.getFunctionType().getInput(aId));
+  return nt.getElementType().isBF16();
 }
 
 void CpuLowering::emitPack(Pack &p) {
@@ -1461,9 +1497,18 @@ void CpuLowering::emitPack(Pack &p) {
     Value v = emitLoad(p.load);
     if (p.scale != 1.0)
       v = arith::MulFOp::create(b, loc, v, cF32(p.scale));
-    memref::StoreOp::create(b, loc, v, p.mem,
-                            ValueRange{rankLocal.lookup(p.k),
-                                       rankLocal.lookup(row)});
+    Value kk = rankLocal.lookup(p.k), rr = rankLocal.lookup(row);
+    if (p.pairs) {
+      // [k / 2, 2 * row + k % 2] in bf16.
+      Value col = arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, rr, cIndex(2)),
+          arith::RemUIOp::create(b, loc, kk, cIndex(2)));
+      memref::StoreOp::create(
+          b, loc, arith::TruncFOp::create(b, loc, b.getBF16Type(), v), p.mem,
+          ValueRange{arith::DivUIOp::create(b, loc, kk, cIndex(2)), col});
+      return;
+    }
+    memref::StoreOp::create(b, loc, v, p.mem, ValueRange{kk, rr});
   });
 }
 
@@ -1475,6 +1520,28 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
   auto vt = VectorType::get({w}, b.getF32Type());
   Value iExt = rangeOf(c.i).ub, kExt = rangeOf(c.k).ub;
   Value bMem = c.pack >= 0 ? packs[c.pack].mem : buffers[c.b.getInput()].mem;
+  auto pairT = VectorType::get({2 * w}, b.getBF16Type());
+  if (c.pairs && c.pack < 0) {
+    emitPairCopy(c, kExt);
+    bMem = pairBuffers[c.pairBuf].mem;
+  }
+  // With pairs the k loop steps over pairs of k.
+  Value kSteps =
+      c.pairs ? arith::CeilDivSIOp::create(b, loc, kExt, cIndex(2)).getResult()
+              : kExt;
+  auto pairBroadcast = [&](Value a0, Value a1) -> Value {
+    Type i16 = b.getI16Type(), i32 = b.getI32Type();
+    auto bits = [&](Value x) -> Value {
+      return arith::ExtUIOp::create(b, loc, i32,
+                                    arith::BitcastOp::create(b, loc, i16, x));
+    };
+    Value hi = arith::ShLIOp::create(
+        b, loc, bits(a1),
+        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(16)));
+    Value pr = arith::OrIOp::create(b, loc, bits(a0), hi);
+    Value v = vector::BroadcastOp::create(b, loc, VectorType::get({w}, i32), pr);
+    return vector::BitCastOp::create(b, loc, pairT, v);
+  };
   Value fillV = cF32(e.fill ? *e.fill : 0.0);
   // Fused: the running state this sum is added to (R[p1 + 1] = R[p1] * C +
   // this), and a reduction over i of the result.
@@ -1548,8 +1615,41 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
             b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
         init.assign(rows * jb, zero);
       }
-      auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kExt, cIndex(1), init);
-      {
+      auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kSteps, cIndex(1), init);
+      if (c.pairs) {
+        // vdpbf16ps: acc[j] += A[i, 2kp] B[2kp, j] + A[i, 2kp+1] B[2kp+1, j].
+        // The partner of an odd last k is B = 0 and A read at k (in bounds).
+        OpBuilder::InsertionGuard g3(b);
+        b.setInsertionPointToStart(kLoop.getBody());
+        Value kp = kLoop.getInductionVar();
+        Value k0 = arith::MulIOp::create(b, loc, kp, cIndex(2));
+        Value k1 = minIndex(arith::AddIOp::create(b, loc, k0, cIndex(1)),
+                            arith::SubIOp::create(b, loc, kExt, cIndex(1)));
+        SmallVector<Value> bv;
+        for (Value col : cols)
+          bv.push_back(vector::LoadOp::create(
+              b, loc, pairT, bMem,
+              ValueRange{kp, arith::MulIOp::create(b, loc, col, cIndex(2))}));
+        auto dot = b.getStringAttr("llvm.x86.avx512bf16.dpbf16ps.512");
+        SmallVector<Value> next;
+        for (int64_t r = 0; r < rows; ++r) {
+          rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
+          rankValue[c.k] = k0;
+          Value a0 = emitLoadRaw(c.a);
+          rankValue[c.k] = k1;
+          Value a1 = emitLoadRaw(c.a);
+          Value a = pairBroadcast(a0, a1);
+          for (int64_t cc = 0; cc < jb; ++cc)
+            next.push_back(LLVM::CallIntrinsicOp::create(
+                               b, loc, vt, dot,
+                               ValueRange{kLoop.getRegionIterArgs()[r * jb + cc],
+                                          a, bv[cc]})
+                               .getResult(0));
+        }
+        scf::YieldOp::create(b, loc, next);
+        rankValue.erase(c.k);
+        rankValue.erase(c.i);
+      } else {
         OpBuilder::InsertionGuard g3(b);
         b.setInsertionPointToStart(kLoop.getBody());
         Value kk = kLoop.getInductionVar();
@@ -1637,6 +1737,45 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
   columns(cIndex(0), nMain, jb);
   if (jb > 1)
     columns(nMain, nvec, 1);
+}
+
+/// Rounds the buffer [k, row] that `c` reads to bf16 pairs [k / 2, 2 * row]
+/// (the valid rows, the partner of an odd last k zero).
+void CpuLowering::emitPairCopy(const Contraction &c, Value kExt) {
+  int64_t w = options.vectorWidth;
+  PairBuffer &pb = pairBuffers[c.pairBuf];
+  Value src = buffers[pb.src].mem;
+  auto vt = VectorType::get({w}, b.getF32Type());
+  auto ht = VectorType::get({w}, b.getBF16Type());
+  Value nvec = arith::CeilDivSIOp::create(b, loc, rowValid, cIndex(w));
+  Value npair = arith::CeilDivSIOp::create(b, loc, kExt, cIndex(2));
+  Value last = arith::SubIOp::create(b, loc, kExt, cIndex(1));
+  SmallVector<int64_t> mix;
+  for (int64_t j = 0; j < w; ++j)
+    mix.append({j, j + w});
+  auto kLoop = scf::ForOp::create(b, loc, cIndex(0), npair, cIndex(1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(kLoop.getBody());
+  Value kp = kLoop.getInductionVar();
+  Value k0 = arith::MulIOp::create(b, loc, kp, cIndex(2));
+  Value k1 = arith::AddIOp::create(b, loc, k0, cIndex(1));
+  Value has1 =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, k1, kExt);
+  Value k1c = minIndex(k1, last);
+  auto vLoop = scf::ForOp::create(b, loc, cIndex(0), nvec, cIndex(1));
+  b.setInsertionPointToStart(vLoop.getBody());
+  Value col = arith::MulIOp::create(b, loc, vLoop.getInductionVar(), cIndex(w));
+  Value lo = vector::LoadOp::create(b, loc, vt, src, ValueRange{k0, col});
+  Value hi = vector::LoadOp::create(b, loc, vt, src, ValueRange{k1c, col});
+  Value zero = arith::ConstantOp::create(
+      b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
+  hi = arith::SelectOp::create(b, loc, has1, hi, zero);
+  Value mixed = vector::ShuffleOp::create(
+      b, loc, arith::TruncFOp::create(b, loc, ht, lo),
+      arith::TruncFOp::create(b, loc, ht, hi), mix);
+  vector::StoreOp::create(b, loc, mixed, pb.mem,
+                          ValueRange{kp, arith::MulIOp::create(
+                                             b, loc, col, cIndex(2))});
 }
 
 void CpuLowering::emitInitState(unsigned id) {
@@ -1747,17 +1886,30 @@ FailureOr<func::FuncOp> CpuLowering::run() {
   }
 
   // Packed operands of the contractions ([k, row], zero rows past the end).
+  // In bf16 pairs: [ceil(k / 2), 2 * row], the odd row's partner zero.
+  for (PairBuffer &pb : pairBuffers) {
+    auto type = MemRefType::get({(pb.kExtent + 1) / 2, 2 * plan.rowTile},
+                                b.getBF16Type());
+    pb.mem = memref::AllocOp::create(b, loc, type, b.getI64IntegerAttr(64));
+    allocs.push_back(pb.mem);
+  }
   for (Pack &p : packs) {
     int64_t kExt = *gc.staticSize(p.k);
-    auto type = MemRefType::get({kExt, plan.rowTile}, b.getF32Type());
+    auto type = p.pairs ? MemRefType::get({(kExt + 1) / 2, 2 * plan.rowTile},
+                                          b.getBF16Type())
+                        : MemRefType::get({kExt, plan.rowTile}, b.getF32Type());
     p.mem = memref::AllocOp::create(b, loc, type, b.getI64IntegerAttr(64));
     allocs.push_back(p.mem);
-    Value zero = cF32(0);
-    auto l1 = scf::ForOp::create(b, loc, cIndex(0), cIndex(kExt), cIndex(1));
+    Value zero = p.pairs ? arith::ConstantOp::create(
+                               b, loc, b.getBF16Type(),
+                               b.getFloatAttr(b.getBF16Type(), 0.0))
+                               .getResult()
+                         : cF32(0);
+    int64_t d0 = type.getShape()[0], d1 = type.getShape()[1];
+    auto l1 = scf::ForOp::create(b, loc, cIndex(0), cIndex(d0), cIndex(1));
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(l1.getBody());
-    auto l2 = scf::ForOp::create(b, loc, cIndex(0), cIndex(plan.rowTile),
-                                 cIndex(1));
+    auto l2 = scf::ForOp::create(b, loc, cIndex(0), cIndex(d1), cIndex(1));
     b.setInsertionPointToStart(l2.getBody());
     memref::StoreOp::create(
         b, loc, zero, p.mem,
@@ -1846,6 +1998,7 @@ struct AttnLowerCpuPass : impl::AttnLowerCpuPassBase<AttnLowerCpuPass> {
     opts.vectorize = vectorize;
     opts.vectorWidth = vectorWidth;
     opts.vectorRegisters = vectorRegisters;
+    opts.bf16Dot = bf16Dot;
     SmallVector<CascadeOp> cascades;
     getOperation().walk([&](CascadeOp c) { cascades.push_back(c); });
     for (CascadeOp c : cascades) {

@@ -250,6 +250,7 @@ def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
                            "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect",
                            "::mlir::math::MathDialect",
+                           "::mlir::LLVM::LLVMDialect",
                            "::mlir::vector::VectorDialect"];
   let options = [
     Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
@@ -260,7 +261,11 @@ def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
            "Vector registers of the target (32: AVX-512, 16: AVX2); bounds "
            "the micro-kernel's register tile">,
     Option<"vectorize", "vectorize", "bool", /*default=*/"true",
-           "Register-tiled micro-kernels and vector loops (false: scalar)">
+           "Register-tiled micro-kernels and vector loops (false: scalar)">,
+    Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
+           "Contractions whose scalar operand is stored in bf16 use AVX512-BF16 "
+           "pair dot products (vdpbf16ps; needs vector-width=16): the vector "
+           "operand is rounded to bf16, sums stay f32">
   ];
 }
 

@@ -213,13 +213,18 @@ TEST_CASE("a hand-written 1-pass cascade lowers as is", "[e2e]") {
   checkShapes("flash_1pass", {{1, 1}, {113, 113}, {64, 200}});
 }
 TEST_CASE("bf16 storage, f32 arithmetic", "[e2e][bf16]") {
-  // Q, K, V, O and LSE stored in bf16; the kernel extends on load, computes
-  // in f32 and rounds O and LSE once. The reference interpreter gets the
-  // same bf16 inputs and rounds its float64 results to bf16, so the two
-  // differ by at most about one bf16 rounding (2^-9 relative) plus the f32
-  // error: tolerance atol 1e-2, rtol 1.6e-2 as the issue sets for bf16.
+  // Q, K, V, O and LSE stored in bf16; sums in f32, O and LSE rounded once.
+  // On a host with AVX512-BF16 attnc uses vdpbf16ps pair dot products
+  // (docs/codegen.md), which also round the scaled Q and the softmax
+  // probabilities to bf16 (as FlashAttention's bf16 P V does); mha_bf16_ext
+  // is compiled with --no-bf16-dot and extends to f32 instead. The
+  // reference interpreter gets the same bf16 inputs and rounds its float64
+  // results to bf16: tolerance atol 1e-2, rtol 1.6e-2 as the issue sets.
   checkShapes("mha_bf16", kLengths);
   checkShapes("mha_bf16_d128", {{1, 1}, {113, 113}, {1, 300}});
+  // An odd head dim: the last pair of e (and of f) has one element.
+  checkShapes("mha_bf16_d59", {{1, 1}, {113, 113}, {1, 300}});
+  checkShapes("mha_bf16_ext", kLengths);
   checkShapes("causal_bf16", kLengths);
   checkShapes("gqa_bf16", kLengths);
 }

@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <thread>
@@ -77,19 +79,65 @@ public:
 
   bool run(const float *q, const float *k, const float *v, float *o, float *lse,
            const Shape &s, int threads, std::string *err) override {
+    if (spec.bf16) {
+      // Rounded copies of the inputs, made once per set of inputs.
+      const size_t n4 = size_t(s.bh()) * size_t(s.n) * size_t(s.d);
+      if (q != lastQ || k != lastK || v != lastV || n4 != b16q.size()) {
+        b16q = toBF16(q, n4);
+        b16k = toBF16(k, n4);
+        b16v = toBF16(v, n4);
+        b16o.assign(n4, 0);
+        b16l.assign(size_t(s.bh()) * size_t(s.n), 0);
+        lastQ = q, lastK = k, lastV = v;
+      }
+      return call(b16q.data(), b16k.data(), b16v.data(), b16o.data(),
+                  b16l.data(), s, threads, err);
+    }
+    return call(q, k, v, o, lse, s, threads, err);
+  }
+
+  void finish(float *o, float *lse, const Shape &s) override {
+    if (!spec.bf16)
+      return;
+    auto widen = [](const std::vector<uint16_t> &x, float *out) {
+      for (size_t i = 0; i < x.size(); ++i) {
+        uint32_t bits = uint32_t(x[i]) << 16;
+        std::memcpy(&out[i], &bits, 4);
+      }
+    };
+    widen(b16o, o);
+    widen(b16l, lse);
+  }
+
+private:
+  static std::vector<uint16_t> toBF16(const float *x, size_t n) {
+    std::vector<uint16_t> out(n);
+    for (size_t i = 0; i < n; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &x[i], 4);
+      bits += 0x7fff + ((bits >> 16) & 1); // round to nearest even (finite x)
+      out[i] = uint16_t(bits >> 16);
+    }
+    return out;
+  }
+
+  bool call(const void *q, const void *k, const void *v, void *o, void *lse,
+            const Shape &s, int threads, std::string *err) {
     // [b, h, n, d] and [b, h, n], compact row-major, explicit strides
     // (a DLPack producer such as PyTorch passes them too).
     const int64_t shape4[4] = {s.b, s.h, s.n, s.d};
     const int64_t strides4[4] = {s.h * s.n * s.d, s.n * s.d, s.d, 1};
     const int64_t shape3[3] = {s.b, s.h, s.n};
     const int64_t strides3[3] = {s.h * s.n, s.n, 1};
-    auto make = [](const float *data, int ndim, const int64_t *shape,
-                   const int64_t *strides) {
+    const attn_dtype dtype = spec.bf16 ? attn_dtype{ATTN_DTYPE_BFLOAT, 16, 1}
+                                       : attn_dtype{ATTN_DTYPE_FLOAT, 32, 1};
+    auto make = [&](const void *data, int ndim, const int64_t *shape,
+                    const int64_t *strides) {
       attn_tensor t{};
-      t.data = const_cast<float *>(data);
+      t.data = const_cast<void *>(data);
       t.device = attn_device{ATTN_DEVICE_CPU, 0};
       t.ndim = ndim;
-      t.dtype = attn_dtype{ATTN_DTYPE_FLOAT, 32, 1};
+      t.dtype = dtype;
       t.shape = shape;
       t.strides = strides;
       t.byte_offset = 0;
@@ -124,8 +172,9 @@ public:
     return true;
   }
 
-private:
   AbiKernelSpec spec;
+  const float *lastQ = nullptr, *lastK = nullptr, *lastV = nullptr;
+  std::vector<uint16_t> b16q, b16k, b16v, b16o, b16l;
 };
 
 //===----------------------------------------------------------------------===//

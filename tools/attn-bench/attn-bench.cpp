@@ -311,6 +311,7 @@ Measurement measure(Impl &impl, const Shape &s, int threads, const Options &o,
   m.msMedian = ms.size() % 2 ? ms[h] : 0.5 * (ms[h - 1] + ms[h]);
   m.msMin = ms.front();
   m.peakRss = peakRssMiB();
+  impl.finish(out.p, lse.p, s);
   if (checkRows != 0) {
     ErrorResult e = checkAgainstReference(q.p, k.p, v.p, out.p,
                                           impl.writesLse() ? lse.p : nullptr, s,

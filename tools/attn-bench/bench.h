@@ -59,6 +59,9 @@ public:
                    std::string *err) = 0;
   /// Free-form one-line description (library version, memory behaviour).
   virtual std::string describe() const { return ""; }
+  /// Called once after the timed runs, before o and lse are checked: an
+  /// impl that computes in another storage type converts its outputs here.
+  virtual void finish(float *o, float *lse, const Shape &s) {}
 };
 
 class Registry {
@@ -101,6 +104,9 @@ struct AbiKernelSpec {
   int64_t staticD = -1;      // head dim baked into the kernel, -1 dynamic
   float scale = 0.f;         // scale baked into the kernel, 0: 1/sqrt(d)
   bool testDouble = false;
+  /// Q, K, V, O and LSE stored in bf16: the inputs are rounded once (in the
+  /// first call, a warm-up call by default), outputs widened in finish().
+  bool bf16 = false;
   /// Optional: the library's attn_last_error, for messages on failure.
   const char *(*lastError)(void) = nullptr;
   std::string description;

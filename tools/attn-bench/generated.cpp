@@ -41,6 +41,10 @@ attn_status bench_mha_d64_mha(const void *, const attn_launch *);
 attn_status bench_mha_d128_mha(const void *, const attn_launch *);
 attn_status bench_causal_d64_causal(const void *, const attn_launch *);
 attn_status bench_causal_d128_causal(const void *, const attn_launch *);
+attn_status bench_mha_bf16_d128_mha(const void *, const attn_launch *);
+attn_status bench_causal_bf16_d128_causal(const void *, const attn_launch *);
+attn_status bench_mha_bf16ext_d128_mha(const void *, const attn_launch *);
+attn_status bench_causal_bf16ext_d128_causal(const void *, const attn_launch *);
 }
 
 namespace attn_bench {
@@ -51,11 +55,16 @@ void registerGeneratedImpls(Registry &r) {
     int causal;
     int64_t d;
     const char *name, *what;
+    bool bf16 = false;
   } kernels[] = {
       {reinterpret_cast<AbiKernelFn>(bench_mha_d64_mha), 0, 64, "attnc-mha-d64", "examples/mha.mlir, d=64"},
       {reinterpret_cast<AbiKernelFn>(bench_mha_d128_mha), 0, 128, "attnc-mha-d128", "examples/mha.mlir, d=128"},
       {reinterpret_cast<AbiKernelFn>(bench_causal_d64_causal), 1, 64, "attnc-causal-d64", "examples/causal.mlir, d=64"},
       {reinterpret_cast<AbiKernelFn>(bench_causal_d128_causal), 1, 128, "attnc-causal-d128", "examples/causal.mlir, d=128"},
+      {reinterpret_cast<AbiKernelFn>(bench_mha_bf16_d128_mha), 0, 128, "attnc-mha-bf16-d128", "examples/mha.mlir, d=128, bf16 storage, AVX512-BF16 dot products if the host has them", true},
+      {reinterpret_cast<AbiKernelFn>(bench_causal_bf16_d128_causal), 1, 128, "attnc-causal-bf16-d128", "examples/causal.mlir, d=128, bf16 storage, AVX512-BF16 dot products if the host has them", true},
+      {reinterpret_cast<AbiKernelFn>(bench_mha_bf16ext_d128_mha), 0, 128, "attnc-mha-bf16ext-d128", "examples/mha.mlir, d=128, bf16 storage extended to f32 (--no-bf16-dot)", true},
+      {reinterpret_cast<AbiKernelFn>(bench_causal_bf16ext_d128_causal), 1, 128, "attnc-causal-bf16ext-d128", "examples/causal.mlir, d=128, bf16 storage extended to f32 (--no-bf16-dot)", true},
   };
   for (const K &k : kernels) {
     AbiKernelSpec s;
@@ -64,6 +73,7 @@ void registerGeneratedImpls(Registry &r) {
     s.causal = k.causal;
     s.staticD = k.d;
     s.scale = 1.0f / std::sqrt(float(k.d)); // CMakeLists.txt sets it so
+    s.bf16 = k.bf16;
     s.lastError = attn_last_error;
     s.description = std::string("attnc ") + k.what;
     r.add(makeAbiKernelImpl(s));

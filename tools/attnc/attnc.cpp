@@ -127,6 +127,12 @@ static cl::opt<bool> noDerive(
 static cl::opt<bool> scalar(
     "scalar", cl::desc("Plain scalar loops (no micro-kernels, for debugging)"),
     cl::init(false), cl::cat(category));
+static cl::opt<bool> noBF16Dot(
+    "no-bf16-dot",
+    cl::desc("Do not use AVX512-BF16 dot products for bf16 inputs (used by "
+             "default when the host CPU has them: B operands such as the "
+             "softmax probabilities are then rounded to bf16)"),
+    cl::init(false), cl::cat(category));
 static cl::opt<bool> timing("timing",
                             cl::desc("Print the time of every stage"),
                             cl::init(false), cl::cat(category));
@@ -293,11 +299,13 @@ int main(int argc, char **argv) {
   std::string cpu = llvm::sys::getHostCPUName().str();
   llvm::SubtargetFeatures features;
   int isa = 0;
+  bool hostBF16 = false;
   if (target == "host") {
     for (auto &f : llvm::sys::getHostCPUFeatures())
       features.AddFeature(f.first(), f.second);
     llvm::StringMap<bool> host = llvm::sys::getHostCPUFeatures();
     isa = host.lookup("avx512f") ? 2 : (host.lookup("avx2") && host.lookup("fma") ? 1 : 0);
+    hostBF16 = isa == 2 && host.lookup("avx512bf16");
   } else if (target == "x86_64-avx512") {
     cpu = "x86-64-v4";
     isa = 2;
@@ -398,6 +406,7 @@ int main(int argc, char **argv) {
   opts.vectorize = !scalar;
   opts.vectorWidth = isa == 2 ? 16 : 8;
   opts.vectorRegisters = isa == 2 ? 32 : 16;
+  opts.bf16Dot = hostBF16 && !noBF16Dot;
   mlir::attn::CpuCacheSizes caches{isa == 2 ? 48 * 1024 : 32 * 1024,
                                    isa == 2 ? 1024 * 1024 : 256 * 1024};
   std::string cacheSource = "defaults for the target";

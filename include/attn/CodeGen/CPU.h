@@ -32,6 +32,11 @@ struct CpuLowerOptions {
   /// Use the register-tiled contraction micro-kernels and vectorised
   /// elementwise loops (off: plain scalar loops, for debugging).
   bool vectorize = true;
+  /// AVX512-BF16: contractions whose scalar operand A is a bf16 tensor run
+  /// on vdpbf16ps (two products per f32 lane), with the vector operand B
+  /// rounded to bf16 and stored in pairs along the reduced rank (docs/
+  /// codegen.md, "BF16 dot products"). Needs vectorWidth 16.
+  bool bf16Dot = false;
 };
 
 /// How the runtime splits a kernel into tasks: the product of the sizes of
