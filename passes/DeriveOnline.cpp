@@ -92,6 +92,7 @@ void OnlineEmitter::emitOnline(unsigned r) {
   local.expr = tileExpr(re.expr, false);
   local.cond = re.cond ? tileExpr(re.cond, true) : ExprAttr();
   local.fill.reset();
+  local.elemType = accumulationType(re.elemType);
   unsigned localId = emit(std::move(local));
 
   // Running value along p1, rescaled by the corrections.
@@ -114,7 +115,8 @@ void OnlineEmitter::emitOnline(unsigned r) {
   SmallVector<AffineExpr> runOut = out;
   runOut.push_back(gc.dim(p1) + 1);
   GEinsum run{"r_" + re.name, runOut, update, nullptr, Reducer::None, {},
-              reducerIdentity(re.reducer), {}, re.elemType, {}, re.loc};
+              reducerIdentity(re.reducer), {}, accumulationType(re.elemType),
+              {}, re.loc};
   runId[r] = emit(std::move(run));
   (re.reducer == Reducer::Sum ? runningSums : runningMax).push_back("r_" + re.name);
 
@@ -126,7 +128,8 @@ void OnlineEmitter::emitOnline(unsigned r) {
     SmallVector<AffineExpr> refOut = out;
     refOut.push_back(gc.dim(p1));
     GEinsum ref{"ref_" + re.name, refOut, safeReference(cur, re.reducer),
-                nullptr, Reducer::None, {}, {}, {}, re.elemType, {}, re.loc};
+                nullptr, Reducer::None, {}, {}, {},
+                accumulationType(re.elemType), {}, re.loc};
     refId[r] = emit(std::move(ref));
     // c = base(a * (new - old)); a < 0 for a max: base(|a| * (old - new)).
     ExprAttr old = ExprAttr::getLoad(ctx, runId[r], at);

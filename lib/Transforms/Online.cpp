@@ -138,6 +138,12 @@ ExprAttr attn::buildCorrection(const Correction &c, ExprAttr old, ExprAttr ref) 
   return ExprAttr::getOp(ctx, c.base2 ? ExprKind::Exp2 : ExprKind::Exp, {diff});
 }
 
+Type attn::accumulationType(Type t) {
+  if (auto f = dyn_cast<FloatType>(t); f && f.getWidth() < 32)
+    return Float32Type::get(t.getContext());
+  return t;
+}
+
 SmallVector<std::string>
 attn::emitCorrections(GlobalCascade &gc, const OnlinePlan &plan, unsigned producer,
                       ArrayRef<AffineExpr> out,
@@ -328,6 +334,7 @@ void attn::hoistInvariantFactors(GlobalCascade &gc, unsigned rank,
 
     GEinsum num = g;
     num.name = g.name + "_num";
+    num.elemType = accumulationType(g.elemType);
     num.expr = buildProduct(ctx, keep);
     num.cond = conjoin(ctx, keepConds);
     unsigned numId = gc.add(num);

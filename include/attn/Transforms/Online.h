@@ -139,6 +139,12 @@ LogicalResult planOnline(GlobalCascade &gc, unsigned rank, OnlineMode mode,
 /// The identity of a reducer (0, -inf, +inf).
 double reducerIdentity(Reducer r);
 
+/// The type partial sums and running states of a reduction declared with
+/// element type `t` are kept in: f32 for floats narrower than 32 bits (the
+/// plain cascade rounds a reduction once, at its end; tiles must not round
+/// every partial), `t` otherwise.
+Type accumulationType(Type t);
+
 /// Sets plan.rank, plan.loop, plan.partition and plan.keyRanks for the key
 /// rank `rank` (hoistInvariantFactors and planOnline call it).
 void initKeyRank(GlobalCascade &gc, unsigned rank, OnlinePlan &plan);
