@@ -615,6 +615,8 @@ int main(int argc, char **argv) {
       return fail("--emit=llvm-mlir is for CPU targets (GPU: mlir, llvm, "
                   "asm, obj, lib, shared)");
     std::string ptxas = findPtxas();
+    if (!ptxas.empty() && !llvm::sys::fs::can_execute(ptxas))
+      return fail("cannot execute ptxas '" + ptxas + "'");
     if (ptxas.empty())
       return fail("GPU targets need ptxas (CUDA 12.x/13.x): give --ptxas, "
                   "set ATTN_PTXAS or CUDA_HOME, or put it on PATH");
