@@ -7,6 +7,21 @@
 // RUN: rm -rf %t && attnc %s --target=sm_90a --storage=bf16 -o %t/gpu 2>/dev/null
 // RUN: FileCheck %s --check-prefix=HDR < %t/gpu.h
 // RUN: llvm-nm %t/libgpu.a | FileCheck %s --check-prefix=NM
+// RUN: attn-opt %s --attn-derive-online --attn-lower-gpu=storage=bf16 --attn-gpu-to-nvvm=chip=sm_80 --gpu-module-to-binary=format=isa 2>/dev/null | FileCheck %s --check-prefix=PARAMS
+
+/// The kernel's PTX parameters are what the runtime passes: every memref's
+/// expanded descriptor in 8-byte values, 11 for each 4-D tensor (q, k, v,
+/// o: pointer, pointer, offset, 4 sizes, 4 strides) and 9 for lse.
+// PARAMS: .entry causal_kernel(
+// PARAMS-SAME: .param .u64 .ptr .align 1 causal_kernel_param_0,
+// PARAMS-SAME: .param .u64 .ptr .align 1 causal_kernel_param_1,
+// PARAMS-SAME: .param .u64 causal_kernel_param_2,
+// PARAMS-SAME: .param .u64 .ptr .align 1 causal_kernel_param_11,
+// PARAMS-SAME: .param .u64 .ptr .align 1 causal_kernel_param_33,
+// PARAMS-SAME: .param .u64 .ptr .align 1 causal_kernel_param_44,
+// PARAMS-SAME: .param .u64 .ptr .align 1 causal_kernel_param_45,
+// PARAMS-SAME: .param .u64 causal_kernel_param_52
+// PARAMS-NOT: causal_kernel_param_53
 
 /// The host module is for this machine; each cubin is a private constant
 /// holding the ELF image ptxas wrote.
