@@ -789,6 +789,42 @@ FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(kGpuBlockThreads), 1, 1}));
   func->setAttr("nvvm.maxntid", b.getDenseI32ArrayAttr({int32_t(kGpuBlockThreads), 1, 1}));
+  // How to launch it (read by attnc's host side, docs/gpu.md): grid x =
+  // ceil(|row_rank| / block_rows), grid y = the product of the grid_y_ranks
+  // (decoded row-major below), no dynamic shared memory.
+  {
+    auto oTy = cast<NamedTensorType>(
+        cast<YieldOp>(cascade.getBodyBlock().getTerminator())
+            .getValues()[plan.oResult]
+            .getType());
+    SmallVector<Attribute> gridY(oTy.getRanks().begin(),
+                                 oTy.getRanks().begin() + plan.numTaskRanks);
+    // Per parameter: the alignment of its data (bytes) and the multiple
+    // (elements) every stride but the innermost must be. q, k, v: 16-byte
+    // cp.async chunks of each row; o: 2-element vector stores; lse: f32.
+    SmallVector<int64_t> align, strideMultiple;
+    for (Type t : params) {
+      auto mt = cast<MemRefType>(t);
+      int64_t bytes = mt.getElementTypeBitWidth() / 8;
+      int64_t a = mt.getRank() == int64_t(nt) + 1 ? bytes
+                  : align.size() < 3              ? 16
+                                                  : 2 * bytes;
+      align.push_back(a);
+      strideMultiple.push_back(a / bytes);
+    }
+    func->setAttr(kGpuLaunchAttrName,
+                  b.getDictionaryAttr({
+                      b.getNamedAttr("block_rows", b.getI64IntegerAttr(BM)),
+                      b.getNamedAttr("row_rank", b.getStringAttr(plan.rowRank)),
+                      b.getNamedAttr("grid_y_ranks", b.getArrayAttr(gridY)),
+                      b.getNamedAttr("dynamic_shared_bytes",
+                                     b.getI64IntegerAttr(0)),
+                      b.getNamedAttr("arg_align_bytes",
+                                     b.getDenseI64ArrayAttr(align)),
+                      b.getNamedAttr("arg_stride_multiple",
+                                     b.getDenseI64ArrayAttr(strideMultiple)),
+                  }));
+  }
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value q = entry.getArgument(plan.qArg), k = entry.getArgument(plan.kArg),
@@ -1039,8 +1075,13 @@ FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
           llvm::MaybeAlign(2 * plan.oElem.getIntOrFloatBitWidth() / 8));
     }
     if (lse) {
-      Value first = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::eq, arith::RemUIOp::create(b, lane, cI(4)), cI(0));
+      // lse is optional in the C ABI: an absent one comes as null pointers.
+      Value lsePtr = memref::ExtractAlignedPointerAsIndexOp::create(b, lse);
+      Value first = arith::AndIOp::create(
+          b,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                arith::RemUIOp::create(b, lane, cI(4)), cI(0)),
+          arith::CmpIOp::create(b, arith::CmpIPredicate::ne, lsePtr, cI(0)));
       auto ifLse = scf::IfOp::create(b, first, false);
       b.setInsertionPointToStart(ifLse.thenBlock());
       // LSE = max(s * scale) + ln l = (m + log2 l) ln 2 (-inf without

@@ -9,7 +9,8 @@
  * and result, in the cascade's order. The generated header repeats this file
  * (guarded by ATTN_RUNTIME_H), so users need nothing from this project at run
  * time: the library carries the small runtime below (argument validation, a
- * thread pool) and needs only libc, libm and pthreads.
+ * thread pool) and needs only libc, libm and pthreads (GPU kernels also
+ * dlopen libcuda.so.1 at their first call; see the CUDA part below).
  *
  * The part after "For generated code" is the contract between `attnc` and the
  * runtime; users do not call it.
@@ -26,6 +27,11 @@ extern "C" {
 #endif
 
 #define ATTN_RUNTIME_ABI_VERSION 1
+/* Additions that keep version 1 compatible: 1 = CUDA kernels (status codes
+ * 13 and 14, attn_rt_cuda_kernel, attn_rt_v1_run_cuda). A program built
+ * against minor 0 still works with libraries of minor 1; it may only see
+ * status codes it does not name. */
+#define ATTN_RUNTIME_ABI_MINOR 1
 
 /* Status of a call. 0 is success; the message of the last failure on the
  * calling thread is attn_last_error(). */
@@ -43,7 +49,11 @@ typedef enum attn_status {
   ATTN_ERR_NO_KERNEL = 9,       /* no code for this device or CPU */
   ATTN_ERR_OUT_OF_MEMORY = 10,
   ATTN_ERR_THREADS = 11,        /* the thread pool could not start */
-  ATTN_ERR_INVALID_ARGUMENT = 12 /* anything else (e.g. a bad launch) */
+  ATTN_ERR_INVALID_ARGUMENT = 12, /* anything else (e.g. a bad launch) */
+  ATTN_ERR_NO_DEVICE = 13,      /* GPU kernels: no CUDA driver (libcuda.so.1
+                                   cannot be loaded) or no usable device */
+  ATTN_ERR_DRIVER = 14          /* GPU kernels: a CUDA driver call failed
+                                   (the message names it and its error) */
 } attn_status;
 
 /* A tensor, laid out exactly as DLPack's DLTensor (dlpack.h, v0.8+), so that
@@ -102,7 +112,9 @@ typedef struct attn_launch {
   attn_parallel_for_fn parallel_for; /* optional: used instead of the
                                         built-in pool when set */
   void *parallel_for_user;
-  void *stream;                      /* CUstream for GPU kernels */
+  void *stream;                      /* GPU kernels: the CUstream to launch
+                                        on (NULL: the default stream); the
+                                        other fields are then not used */
 } attn_launch;
 
 /* A short constant description of a status ("shape mismatch", ...). */
@@ -208,6 +220,62 @@ typedef struct attn_rt_kernel {
 attn_status attn_rt_v1_run(const attn_rt_kernel *kernel,
                            const attn_tensor *const *tensors,
                            const attn_launch *launch);
+
+/*===------------------------------------------------------------------===*
+ * For generated code: CUDA kernels (ABI minor 1)
+ *
+ * A GPU entry point validates like a CPU one (the tensors must have
+ * device_type ATTN_DEVICE_CUDA and one device_id; data are CUdeviceptr
+ * values), then launches through the CUDA driver API, which the runtime
+ * loads with dlopen("libcuda.so.1") at the first GPU call: a library links
+ * and runs on machines without a driver (calls return ATTN_ERR_NO_DEVICE).
+ *===------------------------------------------------------------------===*/
+
+/* One embedded cubin (an ELF image assembled by ptxas for one arch). */
+typedef struct attn_rt_cubin {
+  const char *arch;      /* "sm_80", "sm_90a" */
+  int32_t major, minor;  /* the compute capability it was assembled for */
+  int32_t arch_specific; /* 1 ("a" archs): only that exact capability;
+                            0: also later minors of the same major */
+  const void *image;
+  uint64_t size;
+} attn_rt_cubin;
+
+/* base: the CPU descriptor's fields with device_type ATTN_DEVICE_CUDA and
+ * tasks NULL; task_ranks give the grid: tiled_rank (tile rows per block) is
+ * grid x, the product of the other task ranks grid y. Each kernel
+ * parameter is an argument's memref descriptor expanded into 8-byte values
+ * (allocated, aligned pointer, offset 0, sizes[ndim], strides[ndim]); an
+ * absent optional output has null pointers. */
+typedef struct attn_rt_cuda_kernel {
+  attn_rt_kernel base;
+  const char *function; /* the kernel's entry in every cubin */
+  int32_t num_cubins;
+  const attn_rt_cubin *cubins;
+  int32_t block[3];             /* threads per block */
+  int32_t dynamic_shared_bytes; /* > 48 KiB: set as the function's limit */
+  /* Per argument: data + byte_offset must be a multiple of align_bytes;
+   * the stride of every dimension but the innermost a multiple of
+   * stride_multiple elements (cp.async copies 16-byte chunks of a row). */
+  int32_t align_bytes[ATTN_RT_MAX_ARGS];
+  int32_t stride_multiple[ATTN_RT_MAX_ARGS];
+  int64_t max_rank_size; /* every rank size must be <= this (i32 indices) */
+  int64_t max_grid_y;    /* 65535 */
+} attn_rt_cuda_kernel;
+
+/* Validates `kernel`, `launch` and `tensors` as attn_rt_v1_run does (no
+ * driver call before every check has passed), then loads the driver (once
+ * per process), the module (once per CUDA context, thread-safely), picks
+ * the cubin for the device's compute capability (ATTN_ERR_NO_KERNEL if
+ * none fits) and launches it on launch->stream. The context: the calling
+ * thread's current one if it is on the tensors' device, else that device's
+ * primary context (retained once, pushed for the call). Returns when the
+ * launch is queued; errors of the running kernel surface on the stream.
+ * With no work (a grid dimension of 0) it returns ATTN_OK without touching
+ * the driver. */
+attn_status attn_rt_v1_run_cuda(const attn_rt_cuda_kernel *kernel,
+                                const attn_tensor *const *tensors,
+                                const attn_launch *launch);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,7 @@ constexpr int kMaxArgs = 24;
 constexpr int kMaxRanks = 24;
 constexpr int kAbiVersion = 1;
 constexpr int kDeviceCpu = 1;
+constexpr int kDeviceCuda = 2;
 
 llvm::Error err(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
@@ -277,9 +278,16 @@ void writeKernel(llvm::raw_ostream &os, const KernelSpec &k) {
   os << " * Arguments (a rank has one size in every tensor):\n";
   for (const ArgSpec &a : k.args)
     os << " *   " << a.name << ": " << argSummary(k, a) << "\n";
-  os << " * Tensors: CPU memory; strides in elements, >= 0 (NULL: compact\n"
-        " * row-major); outputs must not overlap; data + byte_offset aligned "
-        "to\n * the element size.\n";
+  if (!k.tensorDoc.empty()) {
+    llvm::SmallVector<llvm::StringRef> lines;
+    llvm::StringRef(k.tensorDoc).rtrim("\n").split(lines, '\n');
+    for (llvm::StringRef line : lines)
+      os << " * " << line << "\n";
+  } else {
+    os << " * Tensors: CPU memory; strides in elements, >= 0 (NULL: compact\n"
+          " * row-major); outputs must not overlap; data + byte_offset aligned "
+          "to\n * the element size.\n";
+  }
   if (k.requiredIsa == 1)
     os << " * Needs a CPU with AVX2 and FMA (else ATTN_ERR_NO_KERNEL).\n";
   else if (k.requiredIsa == 2)
@@ -305,7 +313,9 @@ llvm::Error verifyKernelSpec(const KernelSpec &k) {
   if (!isCIdentifier(k.name))
     return err("kernel name '" + k.name + "' is not a C identifier");
   auto ctx = [&]() { return "kernel " + k.name + ": "; };
-  if (k.cifaceSymbol.empty())
+  if (k.deviceType != 1 && k.deviceType != 2)
+    return err(ctx() + "unknown device type " + std::to_string(k.deviceType));
+  if (k.deviceType == 1 && k.cifaceSymbol.empty())
     return err(ctx() + "no ciface symbol");
   int numRanks = static_cast<int>(k.ranks.size());
   if (numRanks > kMaxRanks)
@@ -386,12 +396,77 @@ llvm::Error verifyKernelSpec(const KernelSpec &k) {
 }
 
 //===----------------------------------------------------------------------===//
-// addKernelEntry
+// addKernelEntry, addCudaKernelEntry
 //===----------------------------------------------------------------------===//
+
+namespace {
+/// Appends the fields of attn_rt_kernel for `k` to `kd` (its strings and
+/// arrays as private globals of `m`); `tasks` is the task function or null.
+void addBaseDescriptor(llvm::Module &m, const KernelSpec &k, CStruct &kd,
+                       llvm::Constant *tasks) {
+  llvm::LLVMContext &ctx = m.getContext();
+  // The descriptor: attn_rt_kernel and its arrays, laid out as in LP64 C.
+  llvm::SmallVector<llvm::Constant *> ranks, relations, args;
+  for (size_t r = 0; r < k.ranks.size(); ++r) {
+    CStruct s(ctx); // attn_rt_rank
+    s.ptr(privateString(m, k.ranks[r].name,
+                        k.name + ".rank." + k.ranks[r].name));
+    s.i64(k.ranks[r].staticSize);
+    ranks.push_back(s.finish());
+  }
+  for (const RelationSpec &rel : k.relations) {
+    CStruct s(ctx); // attn_rt_relation
+    s.i32(rel.lhs);
+    s.i64(rel.factor);
+    s.i32(rel.rhs);
+    relations.push_back(s.finish());
+  }
+  for (const ArgSpec &a : k.args) {
+    CStruct s(ctx); // attn_rt_arg
+    s.ptr(privateString(m, a.name, k.name + ".arg." + a.name));
+    s.i32(a.role);
+    s.i8(a.dtypeCode); // attn_dtype {code, bits, lanes}
+    s.i8(a.dtypeBits);
+    s.i16(1);
+    s.i32(static_cast<int32_t>(a.dims.size()));
+    llvm::SmallVector<int32_t, kMaxNdim> dims(kMaxNdim, 0);
+    for (size_t i = 0; i < a.dims.size(); ++i)
+      dims[i] = a.dims[i];
+    s.i32Array(dims);
+    s.i32(a.unitInnerStride ? 1 : 0);
+    s.i32(a.metadataKind);
+    s.i32(a.metadataBoundRank);
+    args.push_back(s.finish());
+  }
+
+  kd.ptr(privateString(m, k.name, k.name + ".name"));
+  kd.i32(kAbiVersion);
+  kd.i32(k.deviceType);
+  kd.i32(static_cast<int32_t>(k.ranks.size()));
+  kd.ptr(privateArray(m, ranks, k.name + ".ranks"));
+  kd.i32(static_cast<int32_t>(k.relations.size()));
+  kd.ptr(privateArray(m, relations, k.name + ".relations"));
+  kd.i32(static_cast<int32_t>(k.args.size()));
+  kd.ptr(privateArray(m, args, k.name + ".args"));
+  kd.i32(static_cast<int32_t>(k.taskRanks.size()));
+  llvm::SmallVector<int32_t, kMaxRanks> taskRanks(kMaxRanks, 0);
+  for (size_t i = 0; i < k.taskRanks.size(); ++i)
+    taskRanks[i] = k.taskRanks[i];
+  kd.i32Array(taskRanks);
+  kd.i32(k.tiledRank);
+  kd.i64(k.tiledRank >= 0 ? k.tile : 1);
+  kd.ptr(tasks);
+  kd.i32(k.requiredIsa);
+}
+
+} // namespace
+
 
 llvm::Error addKernelEntry(llvm::Module &m, const KernelSpec &k) {
   if (llvm::Error e = verifyKernelSpec(k))
     return e;
+  if (k.deviceType != kDeviceCpu)
+    return err("kernel " + k.name + ": not a CPU kernel (addCudaKernelEntry)");
   llvm::LLVMContext &ctx = m.getContext();
   const llvm::DataLayout &dl = m.getDataLayout();
   if (dl.getPointerSizeInBits(0) != 64)
@@ -472,58 +547,8 @@ llvm::Error addKernelEntry(llvm::Module &m, const KernelSpec &k) {
   }
 
   // The descriptor: attn_rt_kernel and its arrays, laid out as in LP64 C.
-  llvm::SmallVector<llvm::Constant *> ranks, relations, args;
-  for (size_t r = 0; r < k.ranks.size(); ++r) {
-    CStruct s(ctx); // attn_rt_rank
-    s.ptr(privateString(m, k.ranks[r].name,
-                        k.name + ".rank." + k.ranks[r].name));
-    s.i64(k.ranks[r].staticSize);
-    ranks.push_back(s.finish());
-  }
-  for (const RelationSpec &rel : k.relations) {
-    CStruct s(ctx); // attn_rt_relation
-    s.i32(rel.lhs);
-    s.i64(rel.factor);
-    s.i32(rel.rhs);
-    relations.push_back(s.finish());
-  }
-  for (const ArgSpec &a : k.args) {
-    CStruct s(ctx); // attn_rt_arg
-    s.ptr(privateString(m, a.name, k.name + ".arg." + a.name));
-    s.i32(a.role);
-    s.i8(a.dtypeCode); // attn_dtype {code, bits, lanes}
-    s.i8(a.dtypeBits);
-    s.i16(1);
-    s.i32(static_cast<int32_t>(a.dims.size()));
-    llvm::SmallVector<int32_t, kMaxNdim> dims(kMaxNdim, 0);
-    for (size_t i = 0; i < a.dims.size(); ++i)
-      dims[i] = a.dims[i];
-    s.i32Array(dims);
-    s.i32(a.unitInnerStride ? 1 : 0);
-    s.i32(a.metadataKind);
-    s.i32(a.metadataBoundRank);
-    args.push_back(s.finish());
-  }
-
   CStruct kd(ctx); // attn_rt_kernel
-  kd.ptr(privateString(m, k.name, k.name + ".name"));
-  kd.i32(kAbiVersion);
-  kd.i32(kDeviceCpu);
-  kd.i32(static_cast<int32_t>(k.ranks.size()));
-  kd.ptr(privateArray(m, ranks, k.name + ".ranks"));
-  kd.i32(static_cast<int32_t>(k.relations.size()));
-  kd.ptr(privateArray(m, relations, k.name + ".relations"));
-  kd.i32(static_cast<int32_t>(k.args.size()));
-  kd.ptr(privateArray(m, args, k.name + ".args"));
-  kd.i32(static_cast<int32_t>(k.taskRanks.size()));
-  llvm::SmallVector<int32_t, kMaxRanks> taskRanks(kMaxRanks, 0);
-  for (size_t i = 0; i < k.taskRanks.size(); ++i)
-    taskRanks[i] = k.taskRanks[i];
-  kd.i32Array(taskRanks);
-  kd.i32(k.tiledRank);
-  kd.i64(k.tiledRank >= 0 ? k.tile : 1);
-  kd.ptr(packed);
-  kd.i32(k.requiredIsa);
+  addBaseDescriptor(m, k, kd, packed);
   llvm::Constant *kernelInit = kd.finish();
   auto *kernel = new llvm::GlobalVariable(
       m, kernelInit->getType(), /*isConstant=*/true,
@@ -543,6 +568,109 @@ llvm::Error addKernelEntry(llvm::Module &m, const KernelSpec &k) {
         b.CreateCall(run, {kernel, entry->getArg(0), entry->getArg(1)});
     b.CreateRet(status);
   }
+  return llvm::Error::success();
+}
+
+llvm::Error addCudaKernelEntry(llvm::Module &m, const KernelSpec &k,
+                               const CudaKernelSpec &c) {
+  if (llvm::Error e = verifyKernelSpec(k))
+    return e;
+  auto bad = [&](const llvm::Twine &why) {
+    return err("kernel " + k.name + ": " + why);
+  };
+  if (k.deviceType != kDeviceCuda)
+    return bad("not a CUDA kernel (addKernelEntry)");
+  if (c.function.empty())
+    return bad("no CUDA function name");
+  if (c.cubins.empty())
+    return bad("no cubin");
+  for (const CubinSpec &cb : c.cubins)
+    if (cb.image.empty() || cb.arch.empty() || cb.major < 1 || cb.minor < 0)
+      return bad("cubin '" + cb.arch + "' is empty or has no capability");
+  if (c.alignBytes.size() != k.args.size() ||
+      c.strideMultiple.size() != k.args.size())
+    return bad("CUDA alignment and stride rules must have one entry per "
+               "argument");
+  for (size_t i = 0; i < k.args.size(); ++i)
+    if (c.alignBytes[i] < 1 || c.strideMultiple[i] < 1)
+      return bad("CUDA alignment and stride multiples must be >= 1");
+  if (c.block[0] < 1 || c.block[1] < 1 || c.block[2] < 1 ||
+      c.dynamicSharedBytes < 0 || c.maxRankSize < 1 || c.maxGridY < 1)
+    return bad("bad CUDA launch configuration");
+  if (k.tiledRank < 0)
+    return bad("a CUDA kernel needs a tiled rank (grid x)");
+  for (const ArgSpec &a : k.args)
+    if (a.metadataKind != 0)
+      return bad("CUDA kernels take no metadata arguments yet");
+  llvm::LLVMContext &ctx = m.getContext();
+  const llvm::DataLayout &dl = m.getDataLayout();
+  if (dl.getPointerSizeInBits(0) != 64)
+    return bad("the runtime ABI needs 64-bit pointers");
+  const std::string kernelName = k.name + "_kernel";
+  for (const std::string &n : {k.name, kernelName})
+    if (m.getNamedValue(n))
+      return bad("symbol '" + n + "' already exists in the module");
+
+  auto *ptrTy = llvm::PointerType::getUnqual(ctx);
+  auto *i32 = llvm::Type::getInt32Ty(ctx);
+  auto *runTy = llvm::FunctionType::get(i32, {ptrTy, ptrTy, ptrTy}, false);
+  llvm::Function *run = m.getFunction("attn_rt_v1_run_cuda");
+  if (!run)
+    run = llvm::Function::Create(runTy, llvm::GlobalValue::ExternalLinkage,
+                                 "attn_rt_v1_run_cuda", m);
+  else if (run->getFunctionType() != runTy)
+    return bad("the module declares attn_rt_v1_run_cuda with a different "
+               "type");
+
+  // The cubins: ELF images as private constants.
+  llvm::SmallVector<llvm::Constant *> cubins;
+  for (const CubinSpec &cb : c.cubins) {
+    llvm::Constant *bytes = llvm::ConstantDataArray::getRaw(
+        cb.image, cb.image.size(), llvm::Type::getInt8Ty(ctx));
+    auto *gv = new llvm::GlobalVariable(m, bytes->getType(), /*isConstant=*/true,
+                                        llvm::GlobalValue::PrivateLinkage,
+                                        bytes, k.name + ".cubin." + cb.arch);
+    gv->setAlignment(llvm::Align(16));
+    CStruct s(ctx); // attn_rt_cubin
+    s.ptr(privateString(m, cb.arch, k.name + ".arch." + cb.arch));
+    s.i32(cb.major);
+    s.i32(cb.minor);
+    s.i32(cb.archSpecific ? 1 : 0);
+    s.ptr(gv);
+    s.i64(static_cast<int64_t>(cb.image.size()));
+    cubins.push_back(s.finish());
+  }
+
+  CStruct kd(ctx); // attn_rt_cuda_kernel
+  addBaseDescriptor(m, k, kd, llvm::ConstantPointerNull::get(ptrTy));
+  kd.ptr(privateString(m, c.function, k.name + ".function"));
+  kd.i32(static_cast<int32_t>(c.cubins.size()));
+  kd.ptr(privateArray(m, cubins, k.name + ".cubins"));
+  kd.i32Array({c.block[0], c.block[1], c.block[2]});
+  kd.i32(c.dynamicSharedBytes);
+  llvm::SmallVector<int32_t, kMaxArgs> align(kMaxArgs, 1), stride(kMaxArgs, 1);
+  for (size_t i = 0; i < k.args.size(); ++i) {
+    align[i] = c.alignBytes[i];
+    stride[i] = c.strideMultiple[i];
+  }
+  kd.i32Array(align);
+  kd.i32Array(stride);
+  kd.i64(c.maxRankSize);
+  kd.i64(c.maxGridY);
+  llvm::Constant *init = kd.finish();
+  auto *kernel = new llvm::GlobalVariable(m, init->getType(), /*isConstant=*/true,
+                                          llvm::GlobalValue::InternalLinkage,
+                                          init, kernelName);
+  kernel->setAlignment(llvm::Align(8));
+
+  auto *entryTy = llvm::FunctionType::get(i32, {ptrTy, ptrTy}, false);
+  llvm::Function *entry = llvm::Function::Create(
+      entryTy, llvm::GlobalValue::ExternalLinkage, k.name, m);
+  entry->addFnAttr(llvm::Attribute::NoUnwind);
+  llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", entry));
+  entry->getArg(0)->setName("args");
+  entry->getArg(1)->setName("launch");
+  b.CreateRet(b.CreateCall(run, {kernel, entry->getArg(0), entry->getArg(1)}));
   return llvm::Error::success();
 }
 

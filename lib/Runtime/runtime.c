@@ -4,9 +4,12 @@
  * error message, and attn_rt_v1_run, which validates the caller's tensors
  * against a kernel descriptor, builds MLIR memref descriptors and runs the
  * kernel's tasks on the calling thread, a caller's parallel-for or a small
- * persistent pthread pool.
+ * persistent pthread pool; and attn_rt_v1_run_cuda, which validates the
+ * same way and launches a cubin through the CUDA driver API, loaded with
+ * dlopen at the first GPU call (no link-time dependency on libcuda).
  *
- * C11; needs only libc and pthreads (and libgcc for __builtin_cpu_supports).
+ * C11; needs only libc (with dlopen: glibc >= 2.34, else -ldl) and pthreads
+ * (and libgcc for __builtin_cpu_supports).
  * It is compiled once into an object that attnc embeds and adds to every
  * static library it writes, so:
  *   - it never aborts, exits or prints;
@@ -23,8 +26,10 @@
 
 #include "attn/runtime.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -59,6 +64,8 @@ ATTN_RT_WEAK const char *attn_status_string(attn_status status) {
   case ATTN_ERR_OUT_OF_MEMORY: return "out of memory";
   case ATTN_ERR_THREADS: return "thread pool could not start";
   case ATTN_ERR_INVALID_ARGUMENT: return "invalid argument";
+  case ATTN_ERR_NO_DEVICE: return "no CUDA driver or device";
+  case ATTN_ERR_DRIVER: return "CUDA driver call failed";
   }
   return "unknown status";
 }
@@ -159,7 +166,7 @@ static attn_status check_kernel(const attn_rt_kernel *k) {
     return fail(ATTN_ERR_INVALID_ARGUMENT, k,
                 "kernel descriptor: bad task rank count %d",
                 k->num_task_ranks);
-  if (!k->tasks)
+  if (!k->tasks && k->device_type == ATTN_DEVICE_CPU)
     return fail(ATTN_ERR_INVALID_ARGUMENT, k,
                 "kernel descriptor: no task function");
   for (int32_t r = 0; r < k->num_ranks; ++r)
@@ -567,53 +574,16 @@ static void pf_trampoline(void *ctx, int64_t begin, int64_t end) {
     c->fn(c->descs, begin, end);
 }
 
-/*===------------------------------------------------------------------===*
- * attn_rt_v1_run
- *===------------------------------------------------------------------===*/
-
-/* MLIR's ranked memref descriptor, as words: allocated, aligned, offset,
- * sizes[n], strides[n]. Pointers and int64 are both 8 bytes on the 64-bit
- * targets the generated code is for. */
-typedef union {
-  void *ptr;
-  int64_t i64;
-} word;
-
-_Static_assert(sizeof(void *) == sizeof(int64_t),
-               "memref descriptors assume 64-bit pointers");
-
-#define DESC_WORDS (3 + 2 * ATTN_RT_MAX_NDIM)
-
-ATTN_RT_WEAK attn_status attn_rt_v1_run(const attn_rt_kernel *kernel,
-                                        const attn_tensor *const *tensors,
-                                        const attn_launch *launch) {
-  const attn_rt_kernel *k = kernel;
-  if (!k)
-    return fail(ATTN_ERR_INVALID_ARGUMENT, NULL, "kernel descriptor is NULL");
-  if (k->abi_version != ATTN_RUNTIME_ABI_VERSION)
-    return fail(ATTN_ERR_INVALID_ARGUMENT, k,
-                "the kernel was built for runtime ABI version %d, but this "
-                "runtime implements version %d",
-                k->abi_version, ATTN_RUNTIME_ABI_VERSION);
-  attn_status st = check_kernel(k);
-  if (st != ATTN_OK)
-    return st;
-  if (launch && launch->num_threads < 0)
-    return fail(ATTN_ERR_INVALID_ARGUMENT, k,
-                "launch: num_threads is %d (must be >= 0)",
-                launch->num_threads);
-  if (k->device_type != ATTN_DEVICE_CPU)
-    return fail(ATTN_ERR_NO_KERNEL, k,
-                "this runtime runs CPU kernels only (the kernel is for "
-                "device type %d)",
-                k->device_type);
-  if ((st = check_isa(k)) != ATTN_OK)
-    return st;
-  if (!tensors && k->num_args > 0)
-    return fail(ATTN_ERR_NULL_POINTER, k, "the argument array is NULL");
-
+/* The checks shared by CPU and GPU kernels: every tensor (pointers,
+ * device, ndim, dtype, sizes, strides, alignment), the rank sizes (static
+ * sizes, agreement between tensors, relations) and metadata. Fills the
+ * strides of each given tensor (given or compact) and the rank sizes. */
+static attn_status check_args(const attn_rt_kernel *k,
+                              const attn_tensor *const *tensors,
+                              int64_t strides[][ATTN_RT_MAX_NDIM],
+                              rank_state *rs) {
   /* Per-tensor checks. */
-  int64_t strides[ATTN_RT_MAX_ARGS][ATTN_RT_MAX_NDIM];
+  attn_status st;
   for (int32_t a = 0; a < k->num_args; ++a) {
     const attn_tensor *t = tensors[a];
     if (!t) {
@@ -630,7 +600,6 @@ ATTN_RT_WEAK attn_status attn_rt_v1_run(const attn_rt_kernel *kernel,
   }
 
   /* Rank sizes: static sizes, then the tensors, then the relations. */
-  rank_state rs[ATTN_RT_MAX_RANKS];
   for (int32_t r = 0; r < k->num_ranks; ++r) {
     rs[r].size = k->ranks[r].static_size;
     rs[r].arg = rs[r].size >= 0 ? SRC_STATIC : SRC_NONE;
@@ -718,6 +687,59 @@ ATTN_RT_WEAK attn_status attn_rt_v1_run(const attn_rt_kernel *kernel,
     if (st != ATTN_OK)
       return st;
   }
+  return ATTN_OK;
+
+}
+
+/*===------------------------------------------------------------------===*
+ * attn_rt_v1_run
+ *===------------------------------------------------------------------===*/
+
+/* MLIR's ranked memref descriptor, as words: allocated, aligned, offset,
+ * sizes[n], strides[n]. Pointers and int64 are both 8 bytes on the 64-bit
+ * targets the generated code is for. */
+typedef union {
+  void *ptr;
+  int64_t i64;
+} word;
+
+_Static_assert(sizeof(void *) == sizeof(int64_t),
+               "memref descriptors assume 64-bit pointers");
+
+#define DESC_WORDS (3 + 2 * ATTN_RT_MAX_NDIM)
+
+ATTN_RT_WEAK attn_status attn_rt_v1_run(const attn_rt_kernel *kernel,
+                                        const attn_tensor *const *tensors,
+                                        const attn_launch *launch) {
+  const attn_rt_kernel *k = kernel;
+  if (!k)
+    return fail(ATTN_ERR_INVALID_ARGUMENT, NULL, "kernel descriptor is NULL");
+  if (k->abi_version != ATTN_RUNTIME_ABI_VERSION)
+    return fail(ATTN_ERR_INVALID_ARGUMENT, k,
+                "the kernel was built for runtime ABI version %d, but this "
+                "runtime implements version %d",
+                k->abi_version, ATTN_RUNTIME_ABI_VERSION);
+  attn_status st = check_kernel(k);
+  if (st != ATTN_OK)
+    return st;
+  if (launch && launch->num_threads < 0)
+    return fail(ATTN_ERR_INVALID_ARGUMENT, k,
+                "launch: num_threads is %d (must be >= 0)",
+                launch->num_threads);
+  if (k->device_type != ATTN_DEVICE_CPU)
+    return fail(ATTN_ERR_NO_KERNEL, k,
+                "this runtime runs CPU kernels only (the kernel is for "
+                "device type %d)",
+                k->device_type);
+  if ((st = check_isa(k)) != ATTN_OK)
+    return st;
+  if (!tensors && k->num_args > 0)
+    return fail(ATTN_ERR_NULL_POINTER, k, "the argument array is NULL");
+
+  int64_t strides[ATTN_RT_MAX_ARGS][ATTN_RT_MAX_NDIM];
+  rank_state rs[ATTN_RT_MAX_RANKS];
+  if ((st = check_args(k, tensors, strides, rs)) != ATTN_OK)
+    return st;
 
   /* The number of tasks. */
   int64_t num_tasks = 1;
@@ -803,4 +825,440 @@ ATTN_RT_WEAK attn_status attn_rt_v1_run(const attn_rt_kernel *kernel,
     return ATTN_OK;
   }
   return run_pool(k, descs, num_tasks, threads);
+}
+
+/*===------------------------------------------------------------------===*
+ * CUDA kernels: the driver API through dlopen
+ *===------------------------------------------------------------------===*/
+
+/* The few driver types and entry points used, as cuda.h declares them
+ * (CUDA 11+ ABI; names without _v2 are the original, still exported). */
+typedef int cu_result;
+typedef int cu_device;
+typedef struct cu_ctx_st *cu_context;
+typedef struct cu_mod_st *cu_module;
+typedef struct cu_func_st *cu_function;
+typedef struct cu_stream_st *cu_stream;
+
+#define CU_SUCCESS 0
+#define CU_ATTR_CC_MAJOR 75
+#define CU_ATTR_CC_MINOR 76
+#define CU_FUNC_ATTR_MAX_DYNAMIC_SHARED 8
+
+static struct {
+  pthread_once_t once;
+  attn_status status; /* of loading and cuInit */
+  char message[512];
+  cu_result (*init)(unsigned);
+  cu_result (*get_error_string)(cu_result, const char **);
+  cu_result (*get_error_name)(cu_result, const char **);
+  cu_result (*device_get)(cu_device *, int);
+  cu_result (*device_get_count)(int *);
+  cu_result (*device_get_attribute)(int *, int, cu_device);
+  cu_result (*ctx_get_current)(cu_context *);
+  cu_result (*ctx_get_device)(cu_device *);
+  cu_result (*ctx_push)(cu_context);
+  cu_result (*ctx_pop)(cu_context *);
+  cu_result (*primary_ctx_retain)(cu_context *, cu_device);
+  cu_result (*module_load_data)(cu_module *, const void *);
+  cu_result (*module_get_function)(cu_function *, cu_module, const char *);
+  cu_result (*func_set_attribute)(cu_function, int, int);
+  cu_result (*launch_kernel)(cu_function, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, unsigned, unsigned,
+                             cu_stream, void **, void **);
+} cuda = {.once = PTHREAD_ONCE_INIT};
+
+static void cuda_load(void) {
+  void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char *why = dlerror();
+    cuda.status = ATTN_ERR_NO_DEVICE;
+    snprintf(cuda.message, sizeof cuda.message,
+             "no CUDA driver: cannot load libcuda.so.1 (%s)",
+             why ? why : "dlopen failed");
+    return;
+  }
+  struct {
+    const char *name;
+    void **slot;
+  } syms[] = {
+      {"cuInit", (void **)&cuda.init},
+      {"cuGetErrorString", (void **)&cuda.get_error_string},
+      {"cuGetErrorName", (void **)&cuda.get_error_name},
+      {"cuDeviceGet", (void **)&cuda.device_get},
+      {"cuDeviceGetCount", (void **)&cuda.device_get_count},
+      {"cuDeviceGetAttribute", (void **)&cuda.device_get_attribute},
+      {"cuCtxGetCurrent", (void **)&cuda.ctx_get_current},
+      {"cuCtxGetDevice", (void **)&cuda.ctx_get_device},
+      {"cuCtxPushCurrent_v2", (void **)&cuda.ctx_push},
+      {"cuCtxPopCurrent_v2", (void **)&cuda.ctx_pop},
+      {"cuDevicePrimaryCtxRetain", (void **)&cuda.primary_ctx_retain},
+      {"cuModuleLoadData", (void **)&cuda.module_load_data},
+      {"cuModuleGetFunction", (void **)&cuda.module_get_function},
+      {"cuFuncSetAttribute", (void **)&cuda.func_set_attribute},
+      {"cuLaunchKernel", (void **)&cuda.launch_kernel},
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; ++i) {
+    *syms[i].slot = dlsym(h, syms[i].name);
+    if (!*syms[i].slot) {
+      cuda.status = ATTN_ERR_NO_DEVICE;
+      snprintf(cuda.message, sizeof cuda.message,
+               "no usable CUDA driver: libcuda.so.1 lacks %s", syms[i].name);
+      return; /* the handle stays open: harmless */
+    }
+  }
+  cu_result r = cuda.init(0);
+  if (r != CU_SUCCESS) {
+    const char *name = NULL;
+    if (cuda.get_error_name(r, &name) != CU_SUCCESS || !name)
+      name = "?";
+    cuda.status = ATTN_ERR_NO_DEVICE;
+    snprintf(cuda.message, sizeof cuda.message,
+             "no usable CUDA device: cuInit failed with %s (%d)", name, r);
+    return;
+  }
+  cuda.status = ATTN_OK;
+}
+
+/* Formats a failed driver call; returns ATTN_ERR_DRIVER. */
+static attn_status cuda_fail(const attn_rt_kernel *k, const char *call,
+                             cu_result r) {
+  const char *name = NULL, *text = NULL;
+  if (cuda.get_error_name(r, &name) != CU_SUCCESS || !name)
+    name = "?";
+  if (cuda.get_error_string(r, &text) != CU_SUCCESS || !text)
+    text = "";
+  return fail(ATTN_ERR_DRIVER, k, "%s failed: %s (%d) %s", call, name, r,
+              text);
+}
+
+/* Loaded modules, one per (kernel descriptor, context); never unloaded.
+ * A context destroyed and another created at the same address would reuse
+ * a stale entry: contexts are expected to live as long as the process
+ * (primary contexts do). */
+typedef struct cuda_module_entry {
+  struct cuda_module_entry *next;
+  const attn_rt_cuda_kernel *kernel;
+  cu_context ctx;
+  cu_module module;
+  cu_function function;
+} cuda_module_entry;
+
+static pthread_mutex_t cuda_modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static cuda_module_entry *cuda_modules;
+
+/* Primary contexts retained per device ordinal (never released). */
+#define ATTN_RT_MAX_CUDA_DEVICES 64
+static cu_context cuda_primary[ATTN_RT_MAX_CUDA_DEVICES];
+
+/* The cubin of `k` for compute capability major.minor, or NULL. An
+ * arch-specific cubin needs the exact capability; a generic one the same
+ * major and a minor <= the device's. The best is the exact match, else the
+ * highest minor. */
+static const attn_rt_cubin *pick_cubin(const attn_rt_cuda_kernel *k,
+                                       int major, int minor) {
+  const attn_rt_cubin *best = NULL;
+  int best_score = -1;
+  for (int32_t i = 0; i < k->num_cubins; ++i) {
+    const attn_rt_cubin *c = &k->cubins[i];
+    int exact = c->major == major && c->minor == minor;
+    int fits = exact || (!c->arch_specific && c->major == major &&
+                         c->minor <= minor);
+    if (!fits)
+      continue;
+    int score = (exact ? 1000 : 0) + c->minor * 2 + (c->arch_specific ? 1 : 0);
+    if (score > best_score) {
+      best = c;
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+/* The module and function of `k` in context `ctx` on device `dev` (loaded
+ * on first use). */
+static attn_status cuda_function(const attn_rt_cuda_kernel *k,
+                                 cu_context ctx, cu_device dev,
+                                 cu_function *out) {
+  const attn_rt_kernel *b = &k->base;
+  attn_status st = ATTN_OK;
+  pthread_mutex_lock(&cuda_modules_lock);
+  for (cuda_module_entry *e = cuda_modules; e; e = e->next)
+    if (e->kernel == k && e->ctx == ctx) {
+      *out = e->function;
+      pthread_mutex_unlock(&cuda_modules_lock);
+      return ATTN_OK;
+    }
+  int major = 0, minor = 0;
+  cu_result r = cuda.device_get_attribute(&major, CU_ATTR_CC_MAJOR, dev);
+  if (r == CU_SUCCESS)
+    r = cuda.device_get_attribute(&minor, CU_ATTR_CC_MINOR, dev);
+  if (r != CU_SUCCESS) {
+    st = cuda_fail(b, "cuDeviceGetAttribute(compute capability)", r);
+    goto out;
+  }
+  const attn_rt_cubin *cubin = pick_cubin(k, major, minor);
+  if (!cubin) {
+    char have[256];
+    size_t used = 0;
+    have[0] = 0;
+    for (int32_t i = 0; i < k->num_cubins && used < sizeof have; ++i) {
+      int n = snprintf(have + used, sizeof have - used, "%s%s",
+                       i ? ", " : "",
+                       k->cubins[i].arch ? k->cubins[i].arch : "?");
+      if (n < 0)
+        break;
+      used += (size_t)n;
+    }
+    st = fail(ATTN_ERR_NO_KERNEL, b,
+              "no kernel for this device: it is sm_%d%d (compute capability "
+              "%d.%d), the library has cubins for %s",
+              major, minor, major, minor,
+              k->num_cubins ? have : "no architecture");
+    goto out;
+  }
+  cuda_module_entry *e = (cuda_module_entry *)calloc(1, sizeof *e);
+  if (!e) {
+    st = fail(ATTN_ERR_OUT_OF_MEMORY, b, "no memory for the module cache");
+    goto out;
+  }
+  r = cuda.module_load_data(&e->module, cubin->image);
+  if (r != CU_SUCCESS) {
+    free(e);
+    st = cuda_fail(b, "cuModuleLoadData", r);
+    goto out;
+  }
+  r = cuda.module_get_function(&e->function, e->module, k->function);
+  if (r != CU_SUCCESS) {
+    free(e); /* the module stays loaded: harmless, and rare */
+    st = cuda_fail(b, "cuModuleGetFunction", r);
+    goto out;
+  }
+  if (k->dynamic_shared_bytes > 48 * 1024) {
+    r = cuda.func_set_attribute(e->function, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED,
+                                k->dynamic_shared_bytes);
+    if (r != CU_SUCCESS) {
+      free(e);
+      st = cuda_fail(b, "cuFuncSetAttribute(max dynamic shared memory)", r);
+      goto out;
+    }
+  }
+  e->kernel = k;
+  e->ctx = ctx;
+  e->next = cuda_modules;
+  cuda_modules = e;
+  *out = e->function;
+out:
+  pthread_mutex_unlock(&cuda_modules_lock);
+  return st;
+}
+
+ATTN_RT_WEAK attn_status attn_rt_v1_run_cuda(const attn_rt_cuda_kernel *kernel,
+                                             const attn_tensor *const *tensors,
+                                             const attn_launch *launch) {
+  if (!kernel)
+    return fail(ATTN_ERR_INVALID_ARGUMENT, NULL, "kernel descriptor is NULL");
+  const attn_rt_kernel *k = &kernel->base;
+  if (k->abi_version != ATTN_RUNTIME_ABI_VERSION)
+    return fail(ATTN_ERR_INVALID_ARGUMENT, k,
+                "the kernel was built for runtime ABI version %d, but this "
+                "runtime implements version %d",
+                k->abi_version, ATTN_RUNTIME_ABI_VERSION);
+  attn_status st = check_kernel(k);
+  if (st != ATTN_OK)
+    return st;
+  if (k->device_type != ATTN_DEVICE_CUDA || !kernel->function ||
+      kernel->num_cubins < 0 || (kernel->num_cubins > 0 && !kernel->cubins) ||
+      kernel->block[0] < 1 || kernel->block[1] < 1 || kernel->block[2] < 1 ||
+      kernel->dynamic_shared_bytes < 0 || k->tiled_rank < 0 ||
+      kernel->max_grid_y < 1 || kernel->max_rank_size < 1)
+    return fail(ATTN_ERR_INVALID_ARGUMENT, k,
+                "kernel descriptor: not a valid CUDA kernel");
+  for (int32_t a = 0; a < k->num_args; ++a)
+    if (k->args[a].metadata_kind != ATTN_RT_META_NONE ||
+        kernel->align_bytes[a] < 1 || kernel->stride_multiple[a] < 1)
+      return fail(ATTN_ERR_INVALID_ARGUMENT, k,
+                  "kernel descriptor: bad CUDA argument %d", a);
+  if (!tensors && k->num_args > 0)
+    return fail(ATTN_ERR_NULL_POINTER, k, "the argument array is NULL");
+
+  /* The shared checks (device type CUDA, dtype, ndim, shapes, relations,
+   * strides >= 0, unit innermost stride, element alignment). */
+  int64_t strides[ATTN_RT_MAX_ARGS][ATTN_RT_MAX_NDIM];
+  rank_state rs[ATTN_RT_MAX_RANKS];
+  if ((st = check_args(k, tensors, strides, rs)) != ATTN_OK)
+    return st;
+
+  /* One device for all tensors; the kernel's own alignment and strides. */
+  int32_t device_id = -1, device_arg = -1;
+  for (int32_t a = 0; a < k->num_args; ++a) {
+    const attn_tensor *t = tensors[a];
+    if (!t)
+      continue;
+    const attn_rt_arg *d = &k->args[a];
+    const char *name = arg_name(k, a);
+    if (device_arg < 0) {
+      device_id = t->device.device_id;
+      device_arg = a;
+      if (device_id < 0 || device_id >= ATTN_RT_MAX_CUDA_DEVICES)
+        return fail(ATTN_ERR_DEVICE, k, "%s: device_id %d is out of range",
+                    name, device_id);
+    } else if (t->device.device_id != device_id) {
+      return fail(ATTN_ERR_DEVICE, k,
+                  "%s: tensor is on CUDA device %d, but %s is on device %d",
+                  name, t->device.device_id, arg_name(k, device_arg),
+                  device_id);
+    }
+    int64_t numel = 1;
+    for (int32_t i = 0; i < d->ndim; ++i)
+      numel = t->shape[i] == 0 ? 0 : numel;
+    if (numel == 0)
+      continue;
+    uintptr_t p = (uintptr_t)t->data + (uintptr_t)t->byte_offset;
+    if (p % (uintptr_t)kernel->align_bytes[a] != 0)
+      return fail(ATTN_ERR_ALIGNMENT, k,
+                  "%s: data + byte_offset (%p + %llu) is not aligned to %d "
+                  "bytes, as the GPU kernel needs",
+                  name, t->data, (unsigned long long)t->byte_offset,
+                  kernel->align_bytes[a]);
+    for (int32_t i = 0; i + 1 < d->ndim; ++i)
+      if (t->shape[i] > 1 && strides[a][i] % kernel->stride_multiple[a] != 0)
+        return fail(ATTN_ERR_STRIDE, k,
+                    "%s: dimension %d (%s) has stride %lld, but the GPU "
+                    "kernel needs a multiple of %d elements (rows aligned to "
+                    "%d bytes)",
+                    name, i, rank_name(k, d->dims[i]), (long long)strides[a][i],
+                    kernel->stride_multiple[a],
+                    kernel->stride_multiple[a] * ((d->dtype.bits + 7) / 8));
+  }
+  for (int32_t r = 0; r < k->num_ranks; ++r)
+    if (rs[r].size > kernel->max_rank_size)
+      return fail(ATTN_ERR_SHAPE, k,
+                  "rank %s has size %lld; the GPU kernel supports at most "
+                  "%lld",
+                  rank_name(k, r), (long long)rs[r].size,
+                  (long long)kernel->max_rank_size);
+
+  /* The grid. */
+  int64_t grid_x = 0, grid_y = 1;
+  for (int32_t i = 0; i < k->num_task_ranks; ++i) {
+    int32_t r = k->task_ranks[i];
+    int64_t s = rs[r].size;
+    if (r == k->tiled_rank)
+      grid_x = s / k->tile + (s % k->tile != 0);
+    else if (__builtin_mul_overflow(grid_y, s, &grid_y))
+      grid_y = INT64_MAX;
+  }
+  if (grid_x == 0 || grid_y == 0)
+    return ATTN_OK;
+  if (grid_y > kernel->max_grid_y) {
+    char ranks[160];
+    size_t used = 0;
+    ranks[0] = 0;
+    for (int32_t i = 0; i < k->num_task_ranks && used < sizeof ranks; ++i) {
+      if (k->task_ranks[i] == k->tiled_rank)
+        continue;
+      int n = snprintf(ranks + used, sizeof ranks - used, "%s%s",
+                       used ? " * " : "", rank_name(k, k->task_ranks[i]));
+      if (n < 0)
+        break;
+      used += (size_t)n;
+    }
+    return fail(ATTN_ERR_SHAPE, k,
+                "%s = %lld exceeds the GPU grid's y limit %lld", ranks,
+                (long long)grid_y, (long long)kernel->max_grid_y);
+  }
+  if (grid_x > 0x7fffffff)
+    return fail(ATTN_ERR_SHAPE, k, "%lld query blocks exceed the grid's x "
+                "limit", (long long)grid_x);
+
+  /* The parameters: every argument's expanded memref descriptor. */
+  word values[ATTN_RT_MAX_ARGS][DESC_WORDS];
+  void *params[ATTN_RT_MAX_ARGS * DESC_WORDS];
+  int32_t np = 0;
+  for (int32_t a = 0; a < k->num_args; ++a) {
+    const attn_tensor *t = tensors[a];
+    const attn_rt_arg *d = &k->args[a];
+    word *w = values[a];
+    int32_t n = d->ndim;
+    if (t) {
+      void *p = t->data ? (char *)t->data + t->byte_offset : NULL;
+      w[0].ptr = p;
+      w[1].ptr = p;
+      for (int32_t i = 0; i < n; ++i) {
+        w[3 + i].i64 = t->shape[i];
+        w[3 + n + i].i64 = strides[a][i];
+      }
+    } else {
+      w[0].ptr = NULL;
+      w[1].ptr = NULL;
+      int64_t s = 1;
+      for (int32_t i = n - 1; i >= 0; --i) {
+        int64_t size = rs[d->dims[i]].size;
+        w[3 + i].i64 = size;
+        w[3 + n + i].i64 = s;
+        if (__builtin_mul_overflow(s, size, &s))
+          s = 0;
+      }
+    }
+    w[2].i64 = 0;
+    for (int32_t i = 0; i < 3 + 2 * n; ++i)
+      params[np++] = &w[i];
+  }
+
+  /* The driver, the context, the module, the launch. */
+  pthread_once(&cuda.once, cuda_load);
+  if (cuda.status != ATTN_OK)
+    return fail(cuda.status, k, "%s", cuda.message);
+  cu_device dev;
+  cu_result r = cuda.device_get(&dev, device_id);
+  if (r != CU_SUCCESS) {
+    int count = 0;
+    if (cuda.device_get_count(&count) == CU_SUCCESS && device_id >= count)
+      return fail(ATTN_ERR_DEVICE, k,
+                  "the tensors are on CUDA device %d, but there %s %d "
+                  "device%s",
+                  device_id, count == 1 ? "is" : "are", count,
+                  count == 1 ? "" : "s");
+    return cuda_fail(k, "cuDeviceGet", r);
+  }
+  cu_context ctx = NULL, pushed = NULL;
+  if (cuda.ctx_get_current(&ctx) != CU_SUCCESS)
+    ctx = NULL;
+  if (ctx) {
+    cu_device cur;
+    if (cuda.ctx_get_device(&cur) != CU_SUCCESS || cur != dev)
+      ctx = NULL;
+  }
+  if (!ctx) {
+    pthread_mutex_lock(&cuda_modules_lock);
+    if (!cuda_primary[device_id]) {
+      r = cuda.primary_ctx_retain(&cuda_primary[device_id], dev);
+      if (r != CU_SUCCESS)
+        cuda_primary[device_id] = NULL;
+    }
+    ctx = cuda_primary[device_id];
+    pthread_mutex_unlock(&cuda_modules_lock);
+    if (!ctx)
+      return cuda_fail(k, "cuDevicePrimaryCtxRetain", r);
+    if ((r = cuda.ctx_push(ctx)) != CU_SUCCESS)
+      return cuda_fail(k, "cuCtxPushCurrent", r);
+    pushed = ctx;
+  }
+  cu_function f = NULL;
+  st = cuda_function(kernel, ctx, dev, &f);
+  if (st == ATTN_OK) {
+    r = cuda.launch_kernel(
+        f, (unsigned)grid_x, (unsigned)grid_y, 1, (unsigned)kernel->block[0],
+        (unsigned)kernel->block[1], (unsigned)kernel->block[2],
+        (unsigned)kernel->dynamic_shared_bytes,
+        launch ? (cu_stream)launch->stream : NULL, params, NULL);
+    if (r != CU_SUCCESS)
+      st = cuda_fail(k, "cuLaunchKernel", r);
+  }
+  if (pushed) {
+    cu_context popped;
+    cuda.ctx_pop(&popped);
+  }
+  return st;
 }

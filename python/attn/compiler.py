@@ -67,6 +67,7 @@ _STATUS = {
     6: "ATTN_ERR_STRIDE", 7: "ATTN_ERR_ALIGNMENT", 8: "ATTN_ERR_METADATA",
     9: "ATTN_ERR_NO_KERNEL", 10: "ATTN_ERR_OUT_OF_MEMORY",
     11: "ATTN_ERR_THREADS", 12: "ATTN_ERR_INVALID_ARGUMENT",
+    13: "ATTN_ERR_NO_DEVICE", 14: "ATTN_ERR_DRIVER",
 }
 
 # Header dtype name -> (DLPack code, bits, numpy dtype or None).

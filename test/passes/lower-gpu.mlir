@@ -18,7 +18,10 @@
 // CHECK-SAME: %[[O:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, 1], offset: ?>>,
 // CHECK-SAME: %[[LSE:[a-z0-9]+]]: memref<?x?x?xf32, strided<[?, ?, 1], offset: ?>>)
 // CHECK-SAME: workgroup(%[[SK:[a-z0-9]+]] : memref<32x40xbf16, #gpu.address_space<workgroup>>, %[[SV:[a-z0-9]+]] : memref<64x40xbf16, #gpu.address_space<workgroup>>)
-// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.maxntid = array<i32: 128, 1, 1>}
+/// attn_launch: how attnc's host side launches it (grid x over m in blocks of
+/// 64 rows, grid y over b*h; 16-byte aligned rows of q, k, v, 2-element
+/// aligned rows of o).
+// CHECK-SAME: kernel attributes {attn_launch = {arg_align_bytes = array<i64: 16, 16, 16, 8, 4>, arg_stride_multiple = array<i64: 8, 8, 8, 2, 1>, block_rows = 64 : i64, dynamic_shared_bytes = 0 : i64, grid_y_ranks = ["b", "h"], row_rank = "m"}, known_block_size = array<i32: 128, 1, 1>, nvvm.maxntid = array<i32: 128, 1, 1>}
 /// Block x is the query tile, block y the flattened (b, h).
 // CHECK: gpu.thread_id x
 // CHECK: %[[TILE:.*]] = gpu.block_id x
@@ -93,6 +96,9 @@
 // CHECK: arith.cmpf ogt
 // CHECK: scf.if
 // CHECK: vector.store %{{.*}}, %[[O]][{{.*}}] {alignment = 8 : i64} : memref<?x?x?x?xf32, strided<[?, ?, ?, 1], offset: ?>>, vector<2xf32>
+/// lse is optional: a null pointer skips the store.
+// CHECK: %[[LSEPTR:.*]] = memref.extract_aligned_pointer_as_index %[[LSE]]
+// CHECK: arith.cmpi ne, %[[LSEPTR]], %c0
 // CHECK: llvm.call_intrinsic "llvm.nvvm.lg2.approx.ftz.f"
 // CHECK: memref.store %{{.*}}, %[[LSE]][{{.*}}]
 // CHECK: gpu.return

@@ -390,6 +390,137 @@ TEST_CASE("emit: the descriptor constant matches the C structs", "[emit]") {
   REQUIRE(intAt(cu, dl, offsetof(attn_rt_arg, metadata_bound_rank)) == 0);
 }
 
+namespace {
+/// A CUDA kernel spec over scaleSpec's ranks and arguments (no relation).
+std::pair<KernelSpec, CudaKernelSpec> cudaSpec() {
+  KernelSpec k = scaleSpec();
+  k.name = "lt_gpu";
+  k.cifaceSymbol.clear();
+  k.deviceType = 2;
+  k.relations.clear();
+  CudaKernelSpec c;
+  c.function = "lt_gpu_fn";
+  c.cubins = {{"sm_80", 8, 0, false, std::string("\x7f" "ELF-80", 7)},
+              {"sm_90a", 9, 0, true, std::string("\x7f" "ELF-90a", 8)}};
+  c.block[0] = 128;
+  c.dynamicSharedBytes = 4096;
+  c.alignBytes = {16, 16, 4, 4};
+  c.strideMultiple = {8, 8, 2, 1};
+  return {k, c};
+}
+} // namespace
+
+TEST_CASE("emit: the CUDA descriptor matches attn_rt_cuda_kernel", "[emit]") {
+  llvm::LLVMContext ctx;
+  auto m = makeModule(ctx, /*define=*/false);
+  auto [k, c] = cudaSpec();
+  REQUIRE(errText(addCudaKernelEntry(*m, k, c)) == "");
+  REQUIRE(!llvm::verifyModule(*m, &llvm::errs()));
+  llvm::DataLayout dl(kX86DataLayout);
+  llvm::GlobalVariable *gv = m->getGlobalVariable("lt_gpu_kernel", true);
+  REQUIRE(gv);
+  llvm::Constant *d = gv->getInitializer();
+  REQUIRE(dl.getTypeAllocSize(d->getType()) == sizeof(attn_rt_cuda_kernel));
+  using K = attn_rt_cuda_kernel;
+  REQUIRE(intAt(d, dl, offsetof(K, base.abi_version)) ==
+          ATTN_RUNTIME_ABI_VERSION);
+  REQUIRE(intAt(d, dl, offsetof(K, base.device_type)) == ATTN_DEVICE_CUDA);
+  REQUIRE(intAt(d, dl, offsetof(K, base.num_args)) == 4);
+  REQUIRE(intAt(d, dl, offsetof(K, base.tiled_rank)) == 3);
+  REQUIRE(intAt(d, dl, offsetof(K, base.tile)) == 2);
+  REQUIRE(llvm::isa<llvm::ConstantPointerNull>(
+      elementAt(d, dl, offsetof(K, base.tasks))));
+  REQUIRE(intAt(d, dl, offsetof(K, num_cubins)) == 2);
+  llvm::Constant *blk = elementAt(d, dl, offsetof(K, block));
+  REQUIRE(llvm::cast<llvm::ConstantInt>(blk->getAggregateElement(0u))
+              ->getSExtValue() == 128);
+  REQUIRE(llvm::cast<llvm::ConstantInt>(blk->getAggregateElement(2u))
+              ->getSExtValue() == 1);
+  REQUIRE(intAt(d, dl, offsetof(K, dynamic_shared_bytes)) == 4096);
+  llvm::Constant *al = elementAt(d, dl, offsetof(K, align_bytes));
+  REQUIRE(dl.getTypeAllocSize(al->getType()) == sizeof(K::align_bytes));
+  REQUIRE(llvm::cast<llvm::ConstantInt>(al->getAggregateElement(2u))
+              ->getSExtValue() == 4);
+  llvm::Constant *sm = elementAt(d, dl, offsetof(K, stride_multiple));
+  REQUIRE(llvm::cast<llvm::ConstantInt>(sm->getAggregateElement(0u))
+              ->getSExtValue() == 8);
+  REQUIRE(intAt(d, dl, offsetof(K, max_rank_size)) == 0x7fffffff);
+  REQUIRE(intAt(d, dl, offsetof(K, max_grid_y)) == 65535);
+  auto *fn = llvm::cast<llvm::GlobalVariable>(
+      elementAt(d, dl, offsetof(K, function)));
+  REQUIRE(llvm::cast<llvm::ConstantDataArray>(fn->getInitializer())
+              ->getAsCString() == "lt_gpu_fn");
+  auto *cubins = llvm::cast<llvm::GlobalVariable>(
+                     elementAt(d, dl, offsetof(K, cubins)))
+                     ->getInitializer();
+  llvm::Constant *c1 = cubins->getAggregateElement(1u);
+  REQUIRE(dl.getTypeAllocSize(c1->getType()) == sizeof(attn_rt_cubin));
+  REQUIRE(intAt(c1, dl, offsetof(attn_rt_cubin, major)) == 9);
+  REQUIRE(intAt(c1, dl, offsetof(attn_rt_cubin, minor)) == 0);
+  REQUIRE(intAt(c1, dl, offsetof(attn_rt_cubin, arch_specific)) == 1);
+  REQUIRE(intAt(c1, dl, offsetof(attn_rt_cubin, size)) == 8);
+  auto *img = llvm::cast<llvm::GlobalVariable>(
+      elementAt(c1, dl, offsetof(attn_rt_cubin, image)));
+  REQUIRE(img->getName() == "lt_gpu.cubin.sm_90a");
+  REQUIRE(img->getAlign().valueOrOne().value() == 16);
+  REQUIRE(llvm::cast<llvm::ConstantDataArray>(img->getInitializer())
+              ->getRawDataValues() == llvm::StringRef("\x7f" "ELF-90a", 8));
+  // The entry point calls the CUDA launcher with the descriptor.
+  llvm::Function *entry = m->getFunction("lt_gpu");
+  REQUIRE(entry);
+  auto *call = llvm::cast<llvm::CallInst>(&entry->getEntryBlock().front());
+  REQUIRE(call->getCalledFunction()->getName() == "attn_rt_v1_run_cuda");
+  REQUIRE(call->getArgOperand(0) == gv);
+}
+
+TEST_CASE("emit: addCudaKernelEntry errors", "[emit]") {
+  llvm::LLVMContext ctx;
+  auto m = makeModule(ctx, /*define=*/false);
+  auto [k, c] = cudaSpec();
+  SECTION("a CPU spec, or a CUDA spec to addKernelEntry") {
+    KernelSpec cpu = k;
+    cpu.deviceType = 1;
+    cpu.cifaceSymbol = "_mlir_ciface_lt_scale_tasks";
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, cpu, c)),
+                 Contains("not a CUDA kernel"));
+    REQUIRE_THAT(errText(addKernelEntry(*m, k)), Contains("not a CPU kernel"));
+  }
+  SECTION("no cubin, empty image, no function") {
+    CudaKernelSpec c2 = c;
+    c2.cubins.clear();
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k, c2)), Contains("no cubin"));
+    c2 = c;
+    c2.cubins[0].image.clear();
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k, c2)), Contains("is empty"));
+    c2 = c;
+    c2.function.clear();
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k, c2)),
+                 Contains("no CUDA function name"));
+  }
+  SECTION("per-argument rules and the launch") {
+    CudaKernelSpec c2 = c;
+    c2.alignBytes.pop_back();
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k, c2)),
+                 Contains("one entry per argument"));
+    c2 = c;
+    c2.strideMultiple[1] = 0;
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k, c2)), Contains(">= 1"));
+    c2 = c;
+    c2.block[1] = 0;
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k, c2)),
+                 Contains("bad CUDA launch configuration"));
+    KernelSpec k2 = k;
+    k2.tiledRank = -1;
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k2, c)),
+                 Contains("needs a tiled rank"));
+  }
+  SECTION("a name taken") {
+    REQUIRE(errText(addCudaKernelEntry(*m, k, c)) == "");
+    REQUIRE_THAT(errText(addCudaKernelEntry(*m, k, c)),
+                 Contains("already exists"));
+  }
+}
+
 TEST_CASE("emit: addKernelEntry and verifyKernelSpec errors", "[emit]") {
   llvm::LLVMContext ctx;
   {

@@ -347,7 +347,7 @@ TEST_CASE("runtime: gqa_add runs and fills the descriptors", "[runtime]") {
 TEST_CASE("runtime: status strings", "[runtime]") {
   REQUIRE(std::string(attn_status_string(ATTN_OK)) == "success");
   REQUIRE(std::string(attn_status_string(ATTN_ERR_SHAPE)) == "shape mismatch");
-  for (int s = ATTN_OK; s <= ATTN_ERR_INVALID_ARGUMENT; ++s) {
+  for (int s = ATTN_OK; s <= ATTN_ERR_DRIVER; ++s) {
     std::string text = attn_status_string(attn_status(s));
     REQUIRE(!text.empty());
     REQUIRE(text != "unknown status");
@@ -356,6 +356,10 @@ TEST_CASE("runtime: status strings", "[runtime]") {
           "out of memory");
   REQUIRE(std::string(attn_status_string(ATTN_ERR_THREADS)) ==
           "thread pool could not start");
+  REQUIRE(std::string(attn_status_string(ATTN_ERR_NO_DEVICE)) ==
+          "no CUDA driver or device");
+  REQUIRE(std::string(attn_status_string(ATTN_ERR_DRIVER)) ==
+          "CUDA driver call failed");
   REQUIRE(std::string(attn_status_string(attn_status(99))) ==
           "unknown status");
 }

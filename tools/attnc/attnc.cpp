@@ -2,6 +2,8 @@
 //
 //   attnc variants.mlir -o build/flash        # build/libflash.a + build/flash.h
 //   attnc variants.mlir -o build/flash --emit=shared   # build/libflash.so + .h
+//   attnc variants.mlir -o build/flash --target=sm_80,sm_90a --storage=bf16
+//                                        # GPU: cubins embedded, CUDA launch
 //
 // For every attn.cascade of the input: attn-derive-online (the 1-pass form),
 // attn-lower-cpu (task function on memrefs), the CPU-to-LLVM pipeline,
@@ -11,15 +13,26 @@
 // --emit=shared, a shared library linked by the system C compiler driver),
 // and one C header. No C source is generated at any step.
 //
+// With --target=sm_XX[,sm_YY...] (docs/gpu.md): attn-derive-online,
+// attn-lower-gpu (a gpu.module per cascade), per chip the NVVM pipeline,
+// PTX (LLVM NVPTX) and a cubin (ptxas); then a host LLVM module for this
+// machine holding the cubins as constants, each kernel's descriptor and an
+// entry point that calls the runtime's CUDA launcher (lib/Emit,
+// lib/Runtime), compiled and archived like the CPU libraries.
+//
 //===----------------------------------------------------------------------===//
 
 #include "attn/CodeGen/CPU.h"
+#include "attn/CodeGen/GPU.h"
 #include "attn/Dialect.h"
 #include "attn/Emit/Library.h"
 #include "attn/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -46,6 +59,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/ToolOutputFile.h"
@@ -75,7 +89,9 @@ static cl::opt<std::string> output(
 static cl::opt<std::string> target(
     "target",
     cl::desc("Target: host (default: this machine's CPU), x86_64-avx512 "
-             "(AVX-512F/BW/VL/DQ + FMA), x86_64-avx2 (AVX2 + FMA)"),
+             "(AVX-512F/BW/VL/DQ + FMA), x86_64-avx2 (AVX2 + FMA), or a "
+             "comma list of NVIDIA GPU archs (sm_80,sm_90a: one cubin each, "
+             "launched through the CUDA driver API; needs ptxas)"),
     cl::init("host"), cl::cat(category));
 static cl::opt<std::string> mcpu(
     "mcpu", cl::desc("Override the CPU name given to LLVM (e.g. znver5)"),
@@ -93,6 +109,18 @@ static cl::opt<std::string> cc(
              "or a path: <driver> -shared -Wl,-Bsymbolic -o DIR/libNAME.so "
              "NAME.o attn_runtime.o -lpthread -lm (default: cc)"),
     cl::value_desc("driver"), cl::init("cc"), cl::cat(category));
+static cl::opt<std::string> storage(
+    "storage",
+    cl::desc("GPU targets: element type in memory of f32 inputs and of o "
+             "(bf16 or f16; default: the declared types, which must then be "
+             "bf16 or f16)"),
+    cl::init(""), cl::cat(category));
+static cl::opt<std::string> ptxasPath(
+    "ptxas",
+    cl::desc("GPU targets: the ptxas to assemble cubins with (default: "
+             "$ATTN_PTXAS, $CUDA_HOME/bin/ptxas, the one found when attnc was "
+             "built, ptxas on PATH)"),
+    cl::init(""), cl::cat(category));
 static cl::opt<int64_t> rowTile(
     "row-tile",
     cl::desc("Query rows per task (default 0: chosen by the tile model from "
@@ -274,6 +302,173 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
   return spec;
 }
 
+/// sm_80 -> (8, 0, false), sm_90a -> (9, 0, true), sm_120 -> (12, 0, false).
+std::optional<::attn::emit::CubinSpec> parseChip(llvm::StringRef chip) {
+  llvm::StringRef digits = chip;
+  if (!digits.consume_front("sm_"))
+    return std::nullopt;
+  ::attn::emit::CubinSpec c;
+  c.arch = chip.str();
+  c.archSpecific = digits.consume_back("a");
+  unsigned v;
+  if (digits.size() < 2 || digits.getAsInteger(10, v) || v < 10)
+    return std::nullopt;
+  c.major = v / 10;
+  c.minor = v % 10;
+  return c;
+}
+
+/// The ptxas to run: --ptxas, $ATTN_PTXAS, $CUDA_HOME/bin/ptxas, the build's
+/// (ATTN_DEFAULT_PTXAS), PATH.
+std::string findPtxas() {
+  if (!ptxasPath.empty())
+    return ptxasPath;
+  auto exists = [](const std::string &p) {
+    return !p.empty() && llvm::sys::fs::can_execute(p);
+  };
+  if (const char *e = getenv("ATTN_PTXAS"); e && exists(e))
+    return e;
+  if (const char *h = getenv("CUDA_HOME")) {
+    std::string p = std::string(h) + "/bin/ptxas";
+    if (exists(p))
+      return p;
+  }
+#ifdef ATTN_DEFAULT_PTXAS
+  if (exists(ATTN_DEFAULT_PTXAS))
+    return ATTN_DEFAULT_PTXAS;
+#endif
+  if (auto p = llvm::sys::findProgramByName("ptxas"))
+    return *p;
+  return "";
+}
+
+/// The ABI description of a GPU kernel: ranks and names from the cascade as
+/// written, dtypes from the kernel's parameters, the grid from its
+/// attn_launch attribute (attn-lower-gpu).
+FailureOr<std::pair<::attn::emit::KernelSpec, ::attn::emit::CudaKernelSpec>>
+gpuKernelSpec(mlir::attn::CascadeOp original, gpu::GPUFuncOp func,
+              llvm::StringRef lib) {
+  ::attn::emit::KernelSpec spec;
+  ::attn::emit::CudaKernelSpec cuda;
+  spec.name = (lib + "_" + original.getSymName()).str();
+  spec.deviceType = 2;
+  llvm::raw_string_ostream doc(spec.doc);
+  original->print(doc);
+  llvm::StringMap<int> rankIds;
+  for (auto r : original.getRanks().getAsRange<mlir::attn::RankAttr>()) {
+    rankIds[r.getName().getValue()] = spec.ranks.size();
+    spec.ranks.push_back({r.getName().str(),
+                          ShapedType::isDynamic(r.getSize()) ? -1
+                                                             : r.getSize()});
+  }
+  for (auto rel :
+       original.getRelations().getAsRange<mlir::attn::RelationAttr>())
+    spec.relations.push_back({rankIds.lookup(rel.getLhs().getValue()),
+                              rel.getFactor(),
+                              rankIds.lookup(rel.getRhs().getValue())});
+  auto launch = func->getAttrOfType<DictionaryAttr>(
+      mlir::attn::kGpuLaunchAttrName);
+  auto block = func.getKnownBlockSize();
+  auto blockRows = launch ? launch.getAs<IntegerAttr>("block_rows") : nullptr;
+  auto rowRank = launch ? launch.getAs<StringAttr>("row_rank") : nullptr;
+  auto gridY = launch ? launch.getAs<ArrayAttr>("grid_y_ranks") : nullptr;
+  auto smem = launch ? launch.getAs<IntegerAttr>("dynamic_shared_bytes")
+                     : nullptr;
+  auto align = launch ? launch.getAs<DenseI64ArrayAttr>("arg_align_bytes")
+                      : nullptr;
+  auto strideMul =
+      launch ? launch.getAs<DenseI64ArrayAttr>("arg_stride_multiple") : nullptr;
+  FunctionType ft = original.getFunctionType();
+  unsigned numArgs = ft.getNumInputs() + ft.getNumResults();
+  if (!block || block->size() != 3 || !blockRows || !rowRank || !gridY ||
+      !smem || !align || !strideMul || align.size() != int64_t(numArgs) ||
+      strideMul.size() != int64_t(numArgs) ||
+      func.getNumArguments() != numArgs)
+    return func.emitError("attnc: the kernel lacks a complete ")
+           << mlir::attn::kGpuLaunchAttrName
+           << " attribute or known_block_size";
+  SmallVector<StringRef> names;
+  for (Attribute n : original.getArgNames())
+    names.push_back(cast<StringAttr>(n).getValue());
+  for (Attribute n : original.getResultNames())
+    names.push_back(cast<StringAttr>(n).getValue());
+  SmallVector<Type> types(ft.getInputs());
+  llvm::append_range(types, ft.getResults());
+  for (unsigned i = 0; i < numArgs; ++i) {
+    auto nt = cast<mlir::attn::NamedTensorType>(types[i]);
+    Type elem = cast<MemRefType>(func.getArgumentTypes()[i]).getElementType();
+    auto dl = dlpackType(elem);
+    if (!dl)
+      return original.emitError() << "attnc: '" << names[i]
+                                  << "' has element type " << elem
+                                  << ", which the C ABI does not carry yet";
+    ::attn::emit::ArgSpec a;
+    a.name = names[i].str();
+    a.role = i < ft.getNumInputs() ? ::attn::emit::ArgSpec::Input
+             : i == ft.getNumInputs() ? ::attn::emit::ArgSpec::Output
+                                      : ::attn::emit::ArgSpec::OptionalOutput;
+    a.dtypeCode = dl->first;
+    a.dtypeBits = dl->second;
+    a.unitInnerStride = true; // every parameter is strided<[?, .., 1]>
+    for (StringAttr r : nt.getRanks())
+      a.dims.push_back(rankIds.lookup(r.getValue()));
+    spec.args.push_back(std::move(a));
+    cuda.alignBytes.push_back(align[i]);
+    cuda.strideMultiple.push_back(strideMul[i]);
+  }
+  for (Attribute r : gridY) {
+    StringRef n = cast<StringAttr>(r).getValue();
+    if (!rankIds.count(n))
+      return func.emitError("attnc: grid rank ") << n << " is not a rank";
+    spec.taskRanks.push_back(rankIds.lookup(n));
+  }
+  if (!rankIds.count(rowRank.getValue()))
+    return func.emitError("attnc: row rank is not a rank");
+  spec.tiledRank = rankIds.lookup(rowRank.getValue());
+  spec.taskRanks.push_back(spec.tiledRank);
+  spec.tile = blockRows.getInt();
+  cuda.function = func.getName().str();
+  cuda.block[0] = (*block)[0];
+  cuda.block[1] = (*block)[1];
+  cuda.block[2] = (*block)[2];
+  cuda.dynamicSharedBytes = smem.getInt();
+  return std::make_pair(std::move(spec), std::move(cuda));
+}
+
+/// The header paragraph on a GPU kernel's tensors and launch.
+std::string gpuTensorDoc(const ::attn::emit::KernelSpec &k,
+                         const ::attn::emit::CudaKernelSpec &c) {
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  os << "GPU kernel: tensors in CUDA device memory (data is a CUdeviceptr),\n"
+        "device_type ATTN_DEVICE_CUDA, all on one device_id; strides in "
+        "elements,\n>= 0, innermost 1; outputs must not overlap. Alignment "
+        "of data + byte_offset\n(bytes) / multiple every other stride must "
+        "be (elements):";
+  for (size_t i = 0; i < k.args.size(); ++i)
+    os << (i ? "," : "") << " " << k.args[i].name << " " << c.alignBytes[i]
+       << "/" << c.strideMultiple[i];
+  os << ".\nLaunch: on launch->stream (NULL: the default stream), grid ("
+     << "ceil(|" << k.ranks[k.tiledRank].name << "| / " << k.tile << "), ";
+  bool first = true;
+  for (int r : k.taskRanks)
+    if (r != k.tiledRank) {
+      os << (first ? "" : " * ") << "|" << k.ranks[r].name << "|";
+      first = false;
+    }
+  if (first)
+    os << "1";
+  os << " <= " << c.maxGridY << "), " << c.block[0] << " x " << c.block[1]
+     << " x " << c.block[2] << " threads, " << c.dynamicSharedBytes
+     << " bytes of dynamic shared memory;\nreturns once queued. Cubins:";
+  for (const auto &cb : c.cubins)
+    os << " " << cb.arch;
+  os << " (another device: ATTN_ERR_NO_KERNEL;\nno libcuda.so.1 or no "
+        "device: ATTN_ERR_NO_DEVICE; a failed driver call:\n"
+        "ATTN_ERR_DRIVER).\n";
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -300,6 +495,7 @@ int main(int argc, char **argv) {
   llvm::SubtargetFeatures features;
   int isa = 0;
   bool hostBF16 = false;
+  std::vector<::attn::emit::CubinSpec> gpuChips; // --target=sm_..
   if (target == "host") {
     for (auto &f : llvm::sys::getHostCPUFeatures())
       features.AddFeature(f.first(), f.second);
@@ -312,9 +508,27 @@ int main(int argc, char **argv) {
   } else if (target == "x86_64-avx2") {
     cpu = "x86-64-v3";
     isa = 1;
+  } else if (llvm::StringRef(target).starts_with("sm_")) {
+    // GPU archs; the host code is for this machine's CPU (generic x86-64
+    // code: it only validates and calls the driver).
+    llvm::SmallVector<llvm::StringRef> chips;
+    llvm::StringRef(target).split(chips, ',', -1, /*KeepEmpty=*/false);
+    for (llvm::StringRef chip : chips) {
+      auto c = parseChip(chip.trim());
+      if (!c)
+        return fail("unknown GPU target '" + chip +
+                    "' (expected sm_<major><minor>[a], e.g. sm_80, sm_90a)");
+      for (const auto &prev : gpuChips)
+        if (prev.arch == c->arch)
+          return fail("GPU target " + c->arch + " is listed twice");
+      gpuChips.push_back(*c);
+    }
+    cpu = "x86-64";
   } else {
     return fail("unknown --target '" + target +
-                "' (host, x86_64-avx512, x86_64-avx2)");
+                "' (host, x86_64-avx512, x86_64-avx2, or GPU archs such as "
+                "sm_80,sm_90a; CPU and GPU targets cannot be mixed in one "
+                "library)");
   }
   if (!mcpu.empty())
     cpu = mcpu;
@@ -335,8 +549,13 @@ int main(int argc, char **argv) {
   registry.insert<mlir::attn::AttnDialect, func::FuncDialect, arith::ArithDialect,
                   math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
                   vector::VectorDialect, LLVM::LLVMDialect>();
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
+  if (!gpuChips.empty()) {
+    registry.insert<gpu::GPUDialect, NVVM::NVVMDialect, nvgpu::NVGPUDialect>();
+    mlir::attn::registerGpuCodeGenInterfaces(registry);
+  } else {
+    registerBuiltinDialectTranslation(registry);
+    registerLLVMDialectTranslation(registry);
+  }
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
   llvm::SourceMgr sourceMgr;
@@ -428,13 +647,17 @@ int main(int argc, char **argv) {
   if (rowTile < 0 || keyTile < 0 || l1dCache < 0 || l2Cache < 0)
     return fail("--row-tile, --key-tile, --l1d-cache and --l2-cache take "
                 "positive values (0: the model's choice)");
-  if (verbose)
+  if (verbose && gpuChips.empty())
     llvm::errs() << "attnc: caches L1d " << caches.l1d / 1024 << " KiB, L2 "
                  << caches.l2 / 1024 << " KiB (" << cacheSource << ")\n";
   SmallVector<mlir::attn::CpuTiles> tiles;
   for (auto c : writtenCascades) {
-    mlir::attn::CpuTiles t = mlir::attn::cpuTileModel(
-        opts, caches, mlir::attn::cpuTileQuery(c));
+    mlir::attn::CpuTiles t;
+    if (gpuChips.empty())
+      t = mlir::attn::cpuTileModel(opts, caches,
+                                   mlir::attn::cpuTileQuery(c));
+    else
+      t.reason = "the GPU kernel's key tile"; // 64 x 64 (attn-lower-gpu)
     if (rowTile > 0)
       t.rowTile = rowTile;
     if (keyTile > 0)
@@ -469,8 +692,92 @@ int main(int argc, char **argv) {
   }
   timer.stage("attn-derive-online");
 
-  // 2. Lowering of every cascade to its task function.
   SmallVector<::attn::emit::KernelSpec> specs;
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule;
+  if (!gpuChips.empty()) {
+    // 2'. GPU: attn-lower-gpu, cubins, the host module.
+    if (!storage.empty() && storage != "bf16" && storage != "f16")
+      return fail("--storage must be bf16 or f16");
+    mlir::attn::GpuLowerOptions gopts;
+    gopts.storage = storage;
+    SmallVector<mlir::attn::CascadeOp> derived;
+    module->walk([&](mlir::attn::CascadeOp c) { derived.push_back(c); });
+    SmallVector<::attn::emit::CudaKernelSpec> cudaSpecs;
+    for (auto [orig, c] : llvm::zip(writtenCascades, derived)) {
+      if (verbose)
+        llvm::errs() << "attnc: lowering @" << c.getSymName() << " (GPU)\n";
+      auto gm = mlir::attn::lowerCascadeToGpu(c, gopts);
+      if (failed(gm))
+        return 1;
+      gpu::GPUFuncOp func;
+      gm->walk([&](gpu::GPUFuncOp f) {
+        if (f.isKernel())
+          func = f;
+      });
+      auto spec = gpuKernelSpec(orig, func, libName);
+      if (failed(spec))
+        return 1;
+      specs.push_back(std::move(spec->first));
+      cudaSpecs.push_back(std::move(spec->second));
+      c.erase();
+    }
+    timer.stage("attn-lower-gpu");
+    if (emit == "mlir") {
+      module->print(llvm::outs());
+      return 0;
+    }
+    if (emit == "llvm-mlir")
+      return fail("--emit=llvm-mlir is for CPU targets (GPU: mlir, llvm, "
+                  "asm, obj, lib, shared)");
+    std::string ptxas = findPtxas();
+    if (!ptxas.empty() && !llvm::sys::fs::can_execute(ptxas))
+      return fail("cannot execute ptxas '" + ptxas + "'");
+    if (ptxas.empty())
+      return fail("GPU targets need ptxas (CUDA 12.x/13.x): give --ptxas, "
+                  "set ATTN_PTXAS or CUDA_HOME, or put it on PATH");
+    for (auto &chip : gpuChips) {
+      auto bins = mlir::attn::compileGpuKernels(*module, chip.arch, ptxas);
+      if (failed(bins))
+        return 1;
+      for (auto &cs : cudaSpecs) {
+        auto it = llvm::find_if(*bins, [&](const auto &b) {
+          return b.kernel == cs.function;
+        });
+        if (it == bins->end() || it->cubin.empty())
+          return fail("no cubin for " + cs.function + " (" + chip.arch + ")");
+        if (it->spillStores > 0 && verbose)
+          llvm::errs() << "attnc: warning: " << cs.function << " spills "
+                       << it->spillStores << " bytes on " << chip.arch << "\n";
+        if (verbose)
+          llvm::errs() << "attnc: " << cs.function << " " << chip.arch << ": "
+                       << it->registers << " registers, " << it->sharedBytes
+                       << " bytes shared memory, cubin " << it->cubin.size()
+                       << " bytes\n";
+        ::attn::emit::CubinSpec cb = chip;
+        cb.image = std::move(it->cubin);
+        cs.cubins.push_back(std::move(cb));
+      }
+      timer.stage("PTX + ptxas (" + chip.arch + ")");
+    }
+    llvmModule = std::make_unique<llvm::Module>(libName, llvmContext);
+    llvmModule->setTargetTriple(llvm::Triple(triple));
+    llvmModule->setDataLayout(tm->createDataLayout());
+    for (auto [spec, cs] : llvm::zip(specs, cudaSpecs)) {
+      spec.tensorDoc = gpuTensorDoc(spec, cs);
+      if (auto err = ::attn::emit::addCudaKernelEntry(*llvmModule, spec, cs))
+        return fail("entry point of " + spec.name + ": " +
+                    llvm::toString(std::move(err)));
+    }
+    if (llvm::verifyModule(*llvmModule, &llvm::errs()))
+      return fail("the generated LLVM module does not verify");
+    timer.stage("host entry points");
+    if (emit == "llvm") {
+      llvmModule->print(llvm::outs(), nullptr);
+      return 0;
+    }
+  } else {
+  // 2. Lowering of every cascade to its task function.
   SmallVector<mlir::attn::CascadeOp> derived;
   module->walk([&](mlir::attn::CascadeOp c) { derived.push_back(c); });
   for (auto [orig, c, t] : llvm::zip(writtenCascades, derived, tiles)) {
@@ -507,9 +814,7 @@ int main(int argc, char **argv) {
   }
 
   // 4. LLVM IR, entry points, optimisation.
-  llvm::LLVMContext llvmContext;
-  std::unique_ptr<llvm::Module> llvmModule =
-      translateModuleToLLVMIR(*module, llvmContext, libName);
+  llvmModule = translateModuleToLLVMIR(*module, llvmContext, libName);
   if (!llvmModule)
     return fail("translation to LLVM IR failed");
   llvmModule->setTargetTriple(llvm::Triple(triple));
@@ -546,6 +851,7 @@ int main(int argc, char **argv) {
     llvmModule->print(llvm::outs(), nullptr);
     return 0;
   }
+  } // CPU
 
   // 5. Machine code.
   llvm::SmallString<0> objectBytes;
@@ -611,7 +917,8 @@ int main(int argc, char **argv) {
   if (verbose)
     llvm::errs() << "attnc: wrote " << libPath << " and " << headerPath
                  << " (" << specs.size() << " kernel"
-                 << (specs.size() == 1 ? "" : "s") << ", " << cpu << ")\n";
+                 << (specs.size() == 1 ? "" : "s") << ", "
+                 << (gpuChips.empty() ? cpu : target.getValue()) << ")\n";
   if (timing)
     timer.print();
   return 0;

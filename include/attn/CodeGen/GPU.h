@@ -41,6 +41,20 @@ struct GpuLowerOptions {
 inline constexpr int64_t kGpuBlockRows = 64;
 inline constexpr int64_t kGpuBlockThreads = 128;
 
+/// The dictionary attribute attn-lower-gpu puts on each kernel: how a host
+/// launches it. {block_rows (i64): query rows per block, row_rank (string):
+/// the rank whose size / block_rows (rounded up) is grid x, grid_y_ranks
+/// (array of strings): ranks whose sizes multiply to grid y (decoded
+/// row-major by the kernel), dynamic_shared_bytes (i64), arg_align_bytes
+/// and arg_stride_multiple (i64 arrays, one per parameter: the alignment of
+/// its data in bytes, and the multiple in elements that every stride but
+/// the innermost must be; the innermost stride must be 1)}. The block size is
+/// the kernel's known_block_size. Every kernel parameter is a memref,
+/// passed as its expanded descriptor (allocated and aligned pointers,
+/// offset, sizes, strides; 8 bytes each); a null aligned pointer for the
+/// lse result means "not requested".
+inline constexpr llvm::StringLiteral kGpuLaunchAttrName = "attn_launch";
+
 /// Names of the generated gpu.module and kernel for `cascade`.
 std::string gpuModuleName(CascadeOp cascade);
 std::string gpuKernelName(CascadeOp cascade);

@@ -68,6 +68,32 @@ struct KernelSpec {
   int tiledRank = -1;
   int64_t tile = 1;
   int requiredIsa = 0; // 0 none, 1 AVX2+FMA, 2 AVX-512F
+  /// 1: CPU (attn_rt_kernel, addKernelEntry); 2: CUDA (attn_rt_cuda_kernel,
+  /// addCudaKernelEntry; cifaceSymbol unused).
+  int deviceType = 1;
+  /// If not empty: the header's paragraph on tensors (memory, strides,
+  /// alignment) instead of the CPU one, one line per '\n'.
+  std::string tensorDoc;
+};
+
+/// One cubin to embed (attn_rt_cubin).
+struct CubinSpec {
+  std::string arch; ///< "sm_80", "sm_90a"
+  int major = 0, minor = 0;
+  bool archSpecific = false; ///< the "a" archs: exactly major.minor only
+  std::string image;         ///< the ELF bytes from ptxas
+};
+
+/// What a CUDA kernel adds to KernelSpec (attn_rt_cuda_kernel).
+struct CudaKernelSpec {
+  std::string function; ///< the entry's name in every cubin
+  std::vector<CubinSpec> cubins;
+  int block[3] = {1, 1, 1};
+  int dynamicSharedBytes = 0;
+  std::vector<int> alignBytes;     ///< per argument, >= 1
+  std::vector<int> strideMultiple; ///< per argument, >= 1
+  int64_t maxRankSize = 0x7fffffff;
+  int64_t maxGridY = 65535;
 };
 
 /// Checks a spec against the limits and rules of attn/runtime.h: C
@@ -92,6 +118,20 @@ llvm::Error verifyKernelSpec(const KernelSpec &spec);
 /// is not void(ptr x (1 + args), i64, i64), or if one of the three names is
 /// already taken.
 llvm::Error addKernelEntry(llvm::Module &module, const KernelSpec &spec);
+
+/// Adds to `module` the CUDA kernel `spec` (deviceType 2): one private
+/// constant per cubin (`<name>.cubin.<arch>`, the ptxas ELF image, 16-byte
+/// aligned), the descriptor `<name>_kernel` (attn_rt_cuda_kernel: the
+/// attn_rt_kernel fields with tasks NULL, then the CUDA fields; laid out for
+/// LP64 like addKernelEntry's) and the external entry
+/// `attn_status <name>(const <name>_args *, const attn_launch *)` calling
+/// attn_rt_v1_run_cuda (declared if missing). The task ranks of `spec` are
+/// the grid: tiledRank (tile = rows per block) is x, the others multiply
+/// to y. Fails like addKernelEntry, or if the CUDA fields are inconsistent
+/// (no function name, no cubin, empty images, per-argument vectors of
+/// the wrong length, values < 1, no tiled rank).
+llvm::Error addCudaKernelEntry(llvm::Module &module, const KernelSpec &spec,
+                               const CudaKernelSpec &cuda);
 
 /// The C header of a library: the runtime ABI (attn/runtime.h, guarded),
 /// `#define <LIB>_ABI_VERSION` (<LIB>: libName upper-cased, other characters
