@@ -197,6 +197,8 @@ private:
   bool honourSmooth;
   DenseMap<unsigned, QuantAttr> annotated;
   std::set<unsigned> consumed;
+  /// The dot products made (they read the stored values as they are).
+  std::set<unsigned> dots;
   /// Partitions created or found, by partitioned rank and tile: (outer, inner).
   std::map<std::pair<unsigned, int64_t>, std::pair<unsigned, unsigned>> parts;
 
@@ -666,6 +668,7 @@ std::optional<Refusal> Quantizer::rewriteContraction(unsigned id, Operand &x,
       QuantAttr::get(ctx, nullptr, nullptr, Granularity::Tensor, 0, nullptr,
                      false, nullptr, accType)));
   unsigned dotId = addBefore(id, std::move(dot));
+  dots.insert(dotId);
 
   SmallVector<Factor> deq{{load(dotId, gc.dims(outRanks)), false}};
   for (Operand *o : {&x, &y})
@@ -799,6 +802,8 @@ Quantizer::run(SmallVectorImpl<std::pair<Location, std::string>> &notes) {
       return Refusal{argLoc(arg), "'" + name(arg) + "' is stored quantized; "
                                   "the compiler cannot smooth stored values"};
     for (unsigned id : gc.body()) {
+      if (dots.count(id))
+        continue;
       GEinsum &g = gc.einsum(id);
       std::optional<Refusal> why;
       auto deq = [&](ExprAttr e) -> ExprAttr {
