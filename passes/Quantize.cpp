@@ -755,7 +755,9 @@ Quantizer::run(SmallVectorImpl<std::pair<Location, std::string>> &notes) {
         return Refusal{g.loc, "only one operand of the contraction '" + g.name +
                                   "' ('" + name(other) +
                                   "') is quantized on the fly; an integer or "
-                                  "fp8 dot product needs both"};
+                                  "fp8 dot product needs both (attn-quantize "
+                                  "quantizes both operands of Q K^T; PV stays "
+                                  "in the storage type)"};
       }
       continue;
     }
@@ -793,9 +795,7 @@ Quantizer::run(SmallVectorImpl<std::pair<Location, std::string>> &notes) {
                        "'" + name(arg) + "' is quantized on the fly (to = " +
                            typeName(q.getTo()) +
                            ") but is not an operand of a contraction with "
-                           "another such operand; attn-quantize quantizes "
-                           "both operands of Q K^T (PV stays in the storage "
-                           "type)"};
+                           "another such operand"};
       continue;
     }
     if (q.getSmooth())

@@ -183,8 +183,7 @@ LogicalResult AttnDialect::verifyRegionArgAttribute(Operation *op, unsigned,
         return error() << "'to' quantizes to i8, f8E4M3FN or f8E5M2, not "
                        << to;
       if (!isa<FloatType>(elem) || elem.getIntOrFloatBitWidth() <= 8)
-        return error() << "'to = " << to
-                       << "' quantizes a float tensor (f16, bf16, f32, f64) "
+        return error() << "'to' quantizes a float tensor (f16, bf16, f32, f64) "
                           "on the fly, and this argument holds "
                        << elem;
     }
