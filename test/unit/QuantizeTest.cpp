@@ -405,3 +405,53 @@ TEST_CASE("quantize: FP8 accuracy against float64 attention", "[quantize]") {
   CHECK(smoothed.cosine >= 0.999);
   CHECK(offset.cosine < 0.999);
 }
+
+TEST_CASE("quantize: causal and GQA cascades keep their masks and head mapping",
+          "[quantize]") {
+  // The mask stays on the dequantized scores (and restricts the dot
+  // product); K's scales and mean are read at h floordiv 4 under GQA. The
+  // derived cascades stay within the INT8 bar of their float64 originals
+  // (uniform data in [-1, 1), K offset 4 per channel, 113 queries and keys:
+  // ragged blocks, a first row with a single key).
+  struct Case {
+    std::string example, kShape;
+    int64_t heads, kvHeads;
+  };
+  for (const Case &c : {Case{"causal", "%k: !attn.t<[b, h, p, e], f32>", 2, 2},
+                        Case{"gqa", "%k: !attn.t<[b, g, p, e], f32>", 4, 1}}) {
+    INFO(c.example);
+    std::string text = readExample(c.example);
+    text = replaceOnce(text, "%q: !attn.t<[b, h, m, e], f32>",
+                       "%q: !attn.t<[b, h, m, e], f32> {attn.quant = #attn.quant<" +
+                           qAnnotation("block") + ">}");
+    std::string kGran = c.example == "gqa" ? "head" : "block";
+    text = replaceOnce(text, c.kShape,
+                       c.kShape + " {attn.quant = #attn.quant<" +
+                           kAnnotation(kGran, true) + ">}");
+    std::string derived = quantize(text);
+    if (c.example == "causal")
+      CHECK_THAT(derived, Catch::Contains("sum(e) if (p <= m) {attn.quant"));
+    else
+      CHECK_THAT(derived, Catch::Contains("%sk[b, h floordiv 4]"));
+    handref::Dense q = handref::randomTensor({1, c.heads, 113, 64}, 501);
+    handref::Dense k = handref::randomTensor({1, c.kvHeads, 113, 64}, 502);
+    handref::Dense v = handref::randomTensor({1, c.kvHeads, 113, 64}, 503);
+    handref::Dense off = handref::randomTensor({c.kvHeads, 64}, 504, -4, 4);
+    for (int64_t g = 0; g < c.kvHeads; ++g)
+      for (int64_t j = 0; j < 113; ++j)
+        for (int64_t e = 0; e < 64; ++e)
+          k.at({0, g, j, e}) += off.at({g, e});
+    std::vector<Tensor> in{fromDense(q), fromDense(k), fromDense(v)};
+    auto ref = run(readExample(c.example), in, false);
+    auto got = run(derived, in, true);
+    Metrics o = measure(got[0].data, ref[0].data);
+    INFO("cos " << o.cosine << ", rel L1 " << o.relL1);
+    CHECK(meetsSageBar(o));
+    // The LSE is that of the unquantized scores (smoothing term added back).
+    double worstLse = 0;
+    for (size_t i = 0; i < ref[1].data.size(); ++i)
+      worstLse = std::max(worstLse, std::fabs(got[1].data[i] - ref[1].data[i]));
+    INFO("worst LSE error " << worstLse);
+    CHECK(worstLse <= 0.05);
+  }
+}
