@@ -333,6 +333,49 @@ def AttnReassociatePass : Pass<"attn-reassociate", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnQuantizePass : Pass<"attn-quantize", "::mlir::ModuleOp"> {
+  let summary = "Place quantize/dequantize Einsums from #attn.quant annotations and fold the scales into the score scale";
+  let description = [{
+    Rewrites a cascade from the quantization annotations on its arguments
+    (docs/quantize.md states every rule and its refusals):
+
+    * `#attn.quant<to = i8, granularity = block, block_size = 32, along =
+      "m">` on Q and `#attn.quant<to = i8, granularity = block, block_size =
+      32, along = "p", smooth = true>` on K (SageAttention, Zhang et al.
+      2025): K is smoothed (`kbar = mean_p K`, `ks = K - kbar`), each operand
+      gets absmax scales (`qmax`, `sq = qmax / 127`, 1 for an all-zero
+      block) per tensor, head, token, block (a partition `m -> m1, m0`) or
+      channel, and is quantized (`qi = round(q / sq) : i8`); the scores
+      become an exact i32 dot product (`dot`, `acc = i32`) dequantized by
+      the product of the scales and the original score factors:
+      `qk = dot * sq[..] * sk[..] * 0.125 + qk_smooth`, where `qk_smooth =
+      sum_e q * kbar * 0.125` adds the smoothing term back (exact for every
+      reader, the LSE too). Per-channel scales of one operand move into the
+      other before it is quantized. `to = f8E4M3FN` / `f8E5M2` does the
+      same with fp8 values (absmax / 448 or / 57344) and an f32 dot.
+    * `#attn.quant<storage = f8E4M3FN, granularity = head, scale =
+      "q_descale">` on arguments stored quantized (FlashAttention-3's FP8
+      interface): the contraction of two such operands becomes
+      `dot = cast(q : f32) * cast(k : f32) sum(e)` (f32 accumulator; i32 for
+      stored i8) with the descales folded into the score scale, and every
+      other read (PV) is dequantized in place, `cast(v : f32) * v_descale`.
+
+    Whatever cannot be honoured is a located error and the pass fails
+    (a quantization is never silently dropped): one operand of a
+    contraction quantized alone, i8 with fp8, both operands per channel,
+    scales along the contraction rank, smoothing of stored values or of
+    both operands, gathers, an accumulator that cannot hold the exact dot
+    product, an argument with `to` that no contraction consumes (V).
+    Each rewrite is reported as a remark. Lowering the quantized cascades
+    to CPU kernels (VNNI) is not done yet.
+  }];
+  let options = [
+    Option<"smooth", "smooth", "bool", /*default=*/"true",
+           "Honour smooth = true (false: skip smoothing, an ablation for "
+           "accuracy studies)">
+  ];
+}
+
 def AttnLowerGpuPass : Pass<"attn-lower-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower an MHA-family cascade in the 1-pass form to an sm_80 tensor-core kernel (gpu/nvgpu/nvvm)";
   let description = [{

@@ -211,13 +211,26 @@ def Attn_QuantAttr : Attn_Attr<"Quant", "quant"> {
     `along`, `channel`, `token`), and whether it is smoothed (the mean over
     `along` is subtracted before quantizing; softmax is invariant to it for
     K). On an Einsum: the accumulator type of its reduction.
+
+    Two forms ask `attn-quantize` (docs/quantize.md) to rewrite the cascade:
+    * `to = i8` (or `f8E4M3FN`, `f8E5M2`) on a float argument: quantize it on
+      the fly; the pass computes the scales (absmax / 127, or / the largest
+      finite fp8 value) with the given granularity, and smooths it first
+      when `smooth` is set (SageAttention);
+    * `scale = "q_descale"` on an argument stored quantized (i8 or fp8
+      elements): the named argument holds its descale factors (the real
+      value is descale * stored value), laid out by the granularity
+      (FlashAttention-3's FP8 interface).
+    An annotation with neither only describes the storage.
   }];
   let parameters = (ins
     OptionalParameter<"::mlir::Type">:$storage,
+    OptionalParameter<"::mlir::Type">:$to,
     DefaultValuedParameter<"::mlir::attn::Granularity", "::mlir::attn::Granularity::Tensor">:$granularity,
     DefaultValuedParameter<"int64_t", "0">:$block_size,
     OptionalParameter<"::mlir::StringAttr">:$along,
     DefaultValuedParameter<"bool", "false">:$smooth,
+    OptionalParameter<"::mlir::StringAttr">:$scale,
     OptionalParameter<"::mlir::Type">:$acc
   );
   let assemblyFormat = "`<` struct(params) `>`";

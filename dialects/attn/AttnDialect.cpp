@@ -82,11 +82,12 @@ LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
                              << quant.getAcc()
                              << " is not an attn element type";
     if (quant.getGranularity() != Granularity::Tensor ||
-        quant.getBlockSize() != 0 || quant.getAlong() || quant.getSmooth())
+        quant.getBlockSize() != 0 || quant.getAlong() || quant.getSmooth() ||
+        quant.getTo() || quant.getScale())
       return op->emitError() << "'attn.quant' on an Einsum gives only the "
                                 "accumulator type; scale granularity, "
-                                "block_size, along and smooth annotate "
-                                "cascade arguments";
+                                "block_size, along, smooth, to and scale "
+                                "annotate cascade arguments";
     return success();
   }
   if (name == kLowRankAttrName) {
@@ -169,6 +170,44 @@ LogicalResult AttnDialect::verifyRegionArgAttribute(Operation *op, unsigned,
       return error() << "block granularity needs a positive block_size";
     if (quant.getGranularity() != Granularity::Block && quant.getBlockSize() != 0)
       return error() << "block_size is only meaningful with block granularity";
+    Type elem = type.getElementType();
+    auto isQuantType = [](Type t) {
+      return t.isInteger(8) || isa<Float8E4M3FNType, Float8E5M2Type>(t);
+    };
+    if (quant.getTo() && quant.getScale())
+      return error() << "give either 'to' (quantize on the fly, scales "
+                        "computed) or 'scale' (stored quantized values and "
+                        "their descale argument), not both";
+    if (Type to = quant.getTo()) {
+      if (!isQuantType(to))
+        return error() << "'to' quantizes to i8, f8E4M3FN or f8E5M2, not "
+                       << to;
+      if (!isa<FloatType>(elem) || elem.getIntOrFloatBitWidth() <= 8)
+        return error() << "'to' quantizes a float tensor (f16, bf16, f32, f64) "
+                          "on the fly, and this argument holds "
+                       << elem;
+    }
+    if (StringAttr scale = quant.getScale()) {
+      if (!isQuantType(elem))
+        return error() << "a descale argument (scale = \"" << scale.getValue()
+                       << "\") belongs to an argument stored quantized (i8, "
+                          "f8E4M3FN or f8E5M2), not "
+                       << elem;
+      auto names = cascade.getArgNames().getAsValueRange<StringAttr>();
+      auto it = llvm::find(names, scale.getValue());
+      if (it == names.end())
+        return error() << "the descale argument '" << scale.getValue()
+                       << "' is not an argument of the cascade";
+      unsigned scaleIndex = std::distance(names.begin(), it);
+      auto scaleType = dyn_cast<NamedTensorType>(
+          cascade.getFunctionType().getInput(scaleIndex));
+      if (scaleIndex == argIndex || !scaleType ||
+          !isa<FloatType>(scaleType.getElementType()) ||
+          scaleType.getElementType().getIntOrFloatBitWidth() < 16)
+        return error() << "the descale argument '" << scale.getValue()
+                       << "' must be another float tensor (f16, bf16, f32 "
+                          "or f64)";
+    }
     return success();
   }
   if (name == kLowRankAttrName)

@@ -340,7 +340,7 @@ attn.cascade @c ranks(p, e) (%k: !attn.t<[p, e], f32>) -> (o: !attn.t<[p], f32>)
 
 /// attn.quant on an Einsum with argument-only parameters.
 attn.cascade @c ranks(p, e) (%k: !attn.t<[p, e], f32>) -> (o: !attn.t<[p], f32>) {
-  // expected-error @+1 {{'attn.quant' on an Einsum gives only the accumulator type; scale granularity, block_size, along and smooth annotate cascade arguments}}
+  // expected-error @+1 {{'attn.quant' on an Einsum gives only the accumulator type; scale granularity, block_size, along, smooth, to and scale annotate cascade arguments}}
   %o = attn.einsum [p] = %k[p, e] sum(e) {attn.quant = #attn.quant<granularity = block, block_size = 4, along = "e", acc = f32>} : f32
   attn.yield %o : !attn.t<[p], f32>
 }
