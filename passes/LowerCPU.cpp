@@ -953,6 +953,8 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
       continue;
     // d + strict <= 0.
     std::optional<AffineLeZero> le = mc.affine;
+    if (!le)
+      continue;
     AffineExpr d = le->d;
     int64_t strict = le->strict;
     ArrayRef<int64_t> flat = le->coeffs;

@@ -4,6 +4,8 @@
 
 #include "llvm/ADT/SmallBitVector.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::attn;
 
@@ -56,8 +58,12 @@ std::optional<SequenceId> attn::matchSequenceId(const GlobalCascade &gc,
   if (!gc.isEinsum(id))
     return std::nullopt;
   const GEinsum &e = gc.einsum(id);
-  if (e.out.empty() || e.reducer != Reducer::Sum || e.fill || e.topk || !e.cond ||
-      e.expr.getKind() != ExprKind::Const || e.expr.getConstValue() != 1.0)
+  bool one = (e.expr.getKind() == ExprKind::Const &&
+              e.expr.getConstValue() == 1.0) ||
+             (e.expr.getKind() == ExprKind::Index &&
+              e.expr.getIndex() == getAffineConstantExpr(1, gc.getContext()));
+  if (e.out.empty() || e.reducer != Reducer::Sum || e.fill || e.topk ||
+      !e.cond || !one)
     return std::nullopt;
   SmallVector<unsigned> outRanks;
   for (AffineExpr o : e.out) {
@@ -73,7 +79,18 @@ std::optional<SequenceId> attn::matchSequenceId(const GlobalCascade &gc,
     return std::nullopt;
   std::optional<unsigned> n, cu;
   bool lowerBound = false;
+  // Integer constants compare like affine constants (`n >= 1`).
+  auto affineSide = [&](ExprAttr x) -> ExprAttr {
+    if (x.getKind() == ExprKind::Const &&
+        x.getConstValue() == std::floor(x.getConstValue()))
+      return ExprAttr::getIndex(getAffineConstantExpr(
+          int64_t(x.getConstValue()), gc.getContext()));
+    return x;
+  };
   for (ExprAttr c : conj) {
+    if (c.getArgs().size() == 2)
+      c = ExprAttr::getOp(gc.getContext(), c.getKind(),
+                          {affineSide(c.getArgs()[0]), affineSide(c.getArgs()[1])});
     // n >= 1 (or 1 <= n, 0 < n, n > 0).
     if (auto le = affineLeZero(c, gc.numRanks())) {
       unsigned nz = 0, dim = 0;
@@ -82,7 +99,8 @@ std::optional<SequenceId> attn::matchSequenceId(const GlobalCascade &gc,
           ++nz, dim = g;
       // -n + 1 <= 0: coefficient -1 on n and constant 1 - strict.
       auto cst = dyn_cast<AffineConstantExpr>(
-          le->d + getAffineDimExpr(dim, gc.getContext()));
+          le->d.replace(getAffineDimExpr(dim, gc.getContext()),
+                        getAffineConstantExpr(0, gc.getContext())));
       if (nz == 1 && le->coeffs[dim] == -1 && cst &&
           cst.getValue() + le->strict == 1) {
         lowerBound = true;
@@ -141,13 +159,17 @@ static std::optional<SequenceId> seqIdLoad(const GlobalCascade &gc,
 }
 
 /// True if `cu` is annotated as cu_seqlens (validated by the runtime).
+SparseAttr attn::argSparsity(CascadeOp cascade, unsigned arg) {
+  ArrayAttr all = cascade.getArgAttrsAttr();
+  if (!all || arg >= all.size())
+    return SparseAttr();
+  auto dict = dyn_cast<DictionaryAttr>(all[arg]);
+  return dict ? dyn_cast_or_null<SparseAttr>(dict.get(kSparseAttrName))
+              : SparseAttr();
+}
+
 static bool isCuSeqlens(const GlobalCascade &gc, unsigned cu) {
-  ArrayAttr all = gc.getCascade().getArgAttrsAttr();
-  if (!all || cu >= all.size())
-    return false;
-  auto dict = dyn_cast<DictionaryAttr>(all[cu]);
-  auto sparse =
-      dict ? dyn_cast_or_null<SparseAttr>(dict.get(kSparseAttrName)) : SparseAttr();
+  SparseAttr sparse = argSparsity(gc.getCascade(), cu);
   return sparse && sparse.getKind() == SparseKind::CuSeqlens;
 }
 

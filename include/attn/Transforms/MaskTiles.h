@@ -88,6 +88,9 @@ struct MaskRanks {
 /// as `pos >= cu[n]`).
 std::optional<SequenceId> matchSequenceId(const GlobalCascade &gc, unsigned id);
 
+/// The `attn.sparse` annotation of cascade argument `arg` (null if none).
+SparseAttr argSparsity(CascadeOp cascade, unsigned arg);
+
 /// Classifies every conjunct of `cond`.
 llvm::SmallVector<MaskConjunct> classifyMask(const GlobalCascade &gc,
                                              ExprAttr cond,
