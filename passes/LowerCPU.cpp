@@ -703,8 +703,19 @@ void CpuLowering::findMask() {
     const GEinsum &e = gc.einsum(m);
     if (!e.cond || !e.fill || *e.fill != -INFINITY)
       continue;
+    // Einsums the mask reads (a key's sequence id) may be skipped with it
+    // when nothing else reads them.
+    auto feedsOnlyMask = [&](unsigned id) {
+      if (!deps[m].contains(id))
+        return false;
+      for (unsigned other : gc.body())
+        if (other != m && !deps[m].contains(other) &&
+            llvm::is_contained(gc.operandsOf(other), id))
+          return false;
+      return true;
+    };
     bool all = llvm::all_of(tiled, [&](unsigned id) {
-      return id == m || deps[id].contains(m);
+      return id == m || deps[id].contains(m) || feedsOnlyMask(id);
     });
     if (all) {
       maskId = m;
