@@ -406,6 +406,8 @@ private:
   /// Classifies the current key tile from the key sides of the segment-id
   /// conjuncts: (kept, full).
   std::pair<Value, Value> classifyKeyTile();
+  /// [min, max] of `side` over the rank's values in the tile, as f32.
+  SmallVector<Value> rangeOver(unsigned rank, ExprAttr side);
   /// Argument loads along the rows in the mask (a query's segment id): copied
   /// once per task into a buffer of row-tile entries, so that the
   /// micro-kernel's masked epilogue reads them as vectors.
@@ -840,6 +842,36 @@ void CpuLowering::emitRowPacks() {
   }
 }
 
+SmallVector<Value> CpuLowering::rangeOver(unsigned rank, ExprAttr side) {
+  // An integer argument (the ids themselves): min and max on the integers
+  // (one instruction each), converted once; the conversion to f32 is
+  // monotone, so this is the range of the values the mask compares.
+  if (side.getKind() == ExprKind::Load && side.getInput() >= 0 &&
+      !gc.isEinsum(side.getInput())) {
+    Type elem =
+        cast<MemRefType>(argMems[side.getInput()].getType()).getElementType();
+    if (auto it = dyn_cast<IntegerType>(elem); it && it.getWidth() > 1) {
+      unsigned w = it.getWidth();
+      Value hi = arith::ConstantOp::create(
+          b, loc, b.getIntegerAttr(it, APInt::getSignedMaxValue(w)));
+      Value lo = arith::ConstantOp::create(
+          b, loc, b.getIntegerAttr(it, APInt::getSignedMinValue(w)));
+      SmallVector<Value> mm = reduceOver(
+          {rank}, ValueRange{hi, lo}, [&](ValueRange acc) -> SmallVector<Value> {
+            Value v = emitLoadRaw(side);
+            return {arith::MinSIOp::create(b, loc, acc[0], v),
+                    arith::MaxSIOp::create(b, loc, acc[1], v)};
+          });
+      return {toF32(mm[0]), toF32(mm[1])};
+    }
+  }
+  return reduceOver({rank}, ValueRange{cF32(INFINITY), cF32(-INFINITY)},
+                    [&](ValueRange acc) -> SmallVector<Value> {
+                      Value v = asFloat(emitExpr(side));
+                      return {minF(acc[0], v), maxF(acc[1], v)};
+                    });
+}
+
 std::pair<Value, Value> CpuLowering::classifyKeyTile() {
   Value kept, full;
   auto andI = [&](Value x, Value y) {
@@ -850,12 +882,7 @@ std::pair<Value, Value> CpuLowering::classifyKeyTile() {
     const MaskConjunct &mc = maskConjuncts[sr.conjunct];
     // min and max of the key side over the valid keys of the tile.
     currentId = maskId;
-    SmallVector<Value> mm = reduceOver(
-        {unsigned(key.inner)}, ValueRange{cF32(INFINITY), cF32(-INFINITY)},
-        [&](ValueRange acc) -> SmallVector<Value> {
-          Value v = asFloat(emitExpr(mc.keySide));
-          return {minF(acc[0], v), maxF(acc[1], v)};
-        });
+    SmallVector<Value> mm = rangeOver(unsigned(key.inner), mc.keySide);
     // Empty when the ranges do not meet; full when both hold one value.
     Value meets = arith::AndIOp::create(
         b, loc, arith::CmpFOp::create(b, loc, P::OGE, mm[1], sr.lo),
@@ -1049,12 +1076,7 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
   for (SegmentRange &sr : segments) {
     currentId = maskId;
     const MaskConjunct &mc = maskConjuncts[sr.conjunct];
-    SmallVector<Value> mm = reduceOver(
-        {unsigned(plan.rowRank)}, ValueRange{cF32(INFINITY), cF32(-INFINITY)},
-        [&](ValueRange acc) -> SmallVector<Value> {
-          Value v = asFloat(emitExpr(mc.rowSide));
-          return {minF(acc[0], v), maxF(acc[1], v)};
-        });
+    SmallVector<Value> mm = rangeOver(unsigned(plan.rowRank), mc.rowSide);
     sr.lo = mm[0];
     sr.hi = mm[1];
   }

@@ -10,20 +10,27 @@
 // CHECK: %[[PACK:[a-z0-9_]+]] = memref.alloc() {alignment = 64 : i64} : memref<32xi32>
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step
 // CHECK: memref.store %{{.*}}, %[[PACK]][%{{.*}}] : memref<32xi32>
-// The [min, max] of the query ids over the rows of the task.
-// CHECK: %[[Q:[0-9]+]]:2 = scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (f32, f32)
+// The [min, max] of the query ids over the rows of the task (on the
+// integers, converted once: the mask compares them as f32).
+// CHECK: %[[QI:[0-9]+]]:2 = scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (i32, i32)
+// CHECK: arith.minsi
+// CHECK: arith.maxsi
+// CHECK: %[[QLO:[0-9]+]] = arith.sitofp %[[QI]]#0 : i32 to f32
+// CHECK: %[[QHI:[0-9]+]] = arith.sitofp %[[QI]]#1 : i32 to f32
 // The key loop carries the running state's step (tiles processed so far).
 // CHECK: %{{.*}} = scf.for %[[P1:[a-z0-9]+]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[STEP:[a-z0-9]+]] = %{{.*}}) -> (index)
 // Per key tile: the [min, max] of the key ids over its valid keys.
-// CHECK: %[[K:[0-9]+]]:2 = scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (f32, f32)
+// CHECK: %[[KI:[0-9]+]]:2 = scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (i32, i32)
 // CHECK: memref.load %{{.*}} : memref<?x?xi32, strided<[?, ?], offset: ?>>
+// CHECK: %[[KLO:[0-9]+]] = arith.sitofp %[[KI]]#0 : i32 to f32
+// CHECK: %[[KHI:[0-9]+]] = arith.sitofp %[[KI]]#1 : i32 to f32
 // Kept when the ranges meet; full when both are one and the same id.
-// CHECK: %[[LE:[0-9]+]] = arith.cmpf ole, %[[K]]#0, %[[Q]]#1 : f32
-// CHECK: %[[GE:[0-9]+]] = arith.cmpf oge, %[[K]]#1, %[[Q]]#0 : f32
+// CHECK: %[[LE:[0-9]+]] = arith.cmpf ole, %[[KLO]], %[[QHI]] : f32
+// CHECK: %[[GE:[0-9]+]] = arith.cmpf oge, %[[KHI]], %[[QLO]] : f32
 // CHECK: %[[KEPT:[0-9]+]] = arith.andi %[[GE]], %[[LE]] : i1
-// CHECK: arith.cmpf oeq, %[[Q]]#0, %[[K]]#0 : f32
-// CHECK: arith.cmpf oeq, %[[K]]#0, %[[K]]#1 : f32
-// CHECK: arith.cmpf oeq, %[[Q]]#0, %[[Q]]#1 : f32
+// CHECK: arith.cmpf oeq, %[[QLO]], %[[KLO]] : f32
+// CHECK: arith.cmpf oeq, %[[KLO]], %[[KHI]] : f32
+// CHECK: arith.cmpf oeq, %[[QLO]], %[[QHI]] : f32
 // CHECK: %[[F1:[0-9]+]] = arith.andi
 // CHECK: %[[FULL:[0-9]+]] = arith.andi %[[F1]]
 // A kept tile runs and advances the step; a skipped one only yields it.
