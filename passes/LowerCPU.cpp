@@ -983,6 +983,63 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
       ++understood;
       varlenDone = true;
     }
+  // Prefix: an `or` of upper bounds key <= X_i - strict_i. The keys a row
+  // sees are [0, max_i (X_i - strict_i)], nondecreasing in the row: the loop
+  // ends after the tile of the last row's bound, and tiles up to the first
+  // row's bound are full.
+  auto prefixRange = [&](const MaskConjunct &mc) {
+    for (const MaskConjunct::UpperBound &u : mc.upper) {
+      SmallVector<int64_t> co(numDims, 0);
+      if (!linearDimCoefficients(u.key, 1, co))
+        return false;
+      bool tiled = co[key.inner] == 1 && co[key.outer] == key.tile &&
+                   co[key.rank] == 0;
+      bool plain = co[key.rank] == 1 && co[key.inner] == 0 &&
+                   co[key.outer] == 0;
+      if (!tiled && !plain)
+        return false;
+      if (u.bound.getKind() == ExprKind::Load) {
+        Type elem = cast<MemRefType>(argMems[u.bound.getInput()].getType())
+                        .getElementType();
+        if (!isa<IntegerType>(elem) || elem.getIntOrFloatBitWidth() < 2)
+          return false;
+      }
+    }
+    auto boundAt = [&](Value m) {
+      Value ub;
+      for (const MaskConjunct::UpperBound &u : mc.upper) {
+        rankValue[plan.rowRank] = m;
+        currentId = maskId;
+        Value v;
+        if (u.bound.getKind() == ExprKind::Index) {
+          v = emitAffine(u.bound.getIndex());
+        } else {
+          v = emitLoadRaw(u.bound);
+          if (v.getType().getIntOrFloatBitWidth() < 64)
+            v = arith::ExtSIOp::create(b, loc, b.getI64Type(), v);
+          v = arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+        }
+        rankValue.erase(plan.rowRank);
+        v = arith::SubIOp::create(b, loc, v, cIndex(u.strict));
+        ub = ub ? arith::MaxSIOp::create(b, loc, ub, v).getResult() : v;
+      }
+      return ub;
+    };
+    Value hi = boundAt(mHi), lo = boundAt(mLo);
+    end = arith::MinSIOp::create(
+        b, loc, end,
+        arith::AddIOp::create(b, loc,
+                              arith::FloorDivSIOp::create(b, loc, hi, tileC),
+                              cIndex(1)));
+    fEnd = arith::MinSIOp::create(
+        b, loc, fEnd,
+        arith::FloorDivSIOp::create(
+            b, loc, arith::AddIOp::create(b, loc, lo, cIndex(1)), tileC));
+    return true;
+  };
+  for (const MaskConjunct &mc : maskConjuncts)
+    if (mc.kind == MaskConjunctKind::Prefix && prefixRange(mc))
+      ++understood;
   for (const MaskConjunct &mc : maskConjuncts) {
     if (mc.kind == MaskConjunctKind::SegmentIds ||
         (mc.kind == MaskConjunctKind::VarlenBound && varlenDone))

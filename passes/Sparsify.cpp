@@ -32,6 +32,9 @@ StringRef effect(MaskConjunctKind k) {
            "full tiles";
   case MaskConjunctKind::VarlenBound:
     return "padding rows past the last boundary see no key";
+  case MaskConjunctKind::Prefix:
+    return "the key loop ends after the largest upper bound of the row tile, "
+           "mask-free full tiles below the smallest";
   case MaskConjunctKind::Element:
     return "evaluated per element";
   }
@@ -146,6 +149,7 @@ struct AttnSparsifyPass : impl::AttnSparsifyPassBase<AttnSparsifyPass> {
     if (!metadata)
       for (MaskConjunct &mc : conj)
         if (mc.kind != MaskConjunctKind::Affine &&
+            mc.kind != MaskConjunctKind::Prefix &&
             mc.kind != MaskConjunctKind::Element) {
           mc.kind = MaskConjunctKind::Element;
           mc.why = "metadata=false";

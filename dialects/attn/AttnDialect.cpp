@@ -131,11 +131,11 @@ LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
       auto s = dyn_cast<StringAttr>(a);
       if (!s || !llvm::is_contained(
                     {"affine", "segment_ids", "varlen", "varlen_bound",
-                     "element"},
+                     "prefix", "element"},
                     s.getValue()))
         return op->emitError()
                << "'attn.tiles' classes are affine, segment_ids, varlen, "
-                  "varlen_bound and element";
+                  "varlen_bound, prefix and element";
     }
     return success();
   }

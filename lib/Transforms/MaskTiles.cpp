@@ -5,6 +5,7 @@
 #include "llvm/ADT/SmallBitVector.h"
 
 #include <cmath>
+#include <functional>
 
 using namespace mlir;
 using namespace mlir::attn;
@@ -15,6 +16,7 @@ StringRef attn::stringifyMaskConjunctKind(MaskConjunctKind k) {
   case MaskConjunctKind::SegmentIds: return "segment_ids";
   case MaskConjunctKind::Varlen: return "varlen";
   case MaskConjunctKind::VarlenBound: return "varlen_bound";
+  case MaskConjunctKind::Prefix: return "prefix";
   case MaskConjunctKind::Element: return "element";
   }
   return "element";
@@ -24,7 +26,7 @@ std::optional<MaskConjunctKind> attn::symbolizeMaskConjunctKind(StringRef s) {
   for (MaskConjunctKind k :
        {MaskConjunctKind::Affine, MaskConjunctKind::SegmentIds,
         MaskConjunctKind::Varlen, MaskConjunctKind::VarlenBound,
-        MaskConjunctKind::Element})
+        MaskConjunctKind::Prefix, MaskConjunctKind::Element})
     if (stringifyMaskConjunctKind(k) == s)
       return k;
   return std::nullopt;
@@ -268,6 +270,70 @@ SmallVector<MaskConjunct> attn::classifyMask(const GlobalCascade &gc,
       }
       r.why = "an equality whose sides are not one per row and one per key "
               "(cascade arguments only)";
+      continue;
+    }
+    // Prefix: an `or` of upper bounds on the key.
+    if (c.getKind() == ExprKind::Or) {
+      SmallVector<ExprAttr> disjuncts;
+      std::function<void(ExprAttr)> split = [&](ExprAttr x) {
+        if (x.getKind() == ExprKind::Or) {
+          split(x.getArgs()[0]);
+          split(x.getArgs()[1]);
+          return;
+        }
+        disjuncts.push_back(x);
+      };
+      split(c);
+      bool ok = true;
+      for (ExprAttr d : disjuncts) {
+        ExprKind k = d.getKind();
+        if (k != ExprKind::Lt && k != ExprKind::Le && k != ExprKind::Gt &&
+            k != ExprKind::Ge) {
+          ok = false;
+          break;
+        }
+        bool le = k == ExprKind::Lt || k == ExprKind::Le;
+        ExprAttr keyX = le ? d.getArgs()[0] : d.getArgs()[1];
+        ExprAttr bound = le ? d.getArgs()[1] : d.getArgs()[0];
+        // The key position: linear in the key ranks only, no constant.
+        SmallVector<int64_t> co(numRanks, 0);
+        if (keyX.getKind() != ExprKind::Index ||
+            !linearDimCoefficients(keyX.getIndex(), 1, co) ||
+            !usesKey(keyX)) {
+          ok = false;
+          break;
+        }
+        for (unsigned g = 0; g < numRanks; ++g)
+          ok &= co[g] == 0 || isKey(g);
+        AffineExpr at0 = keyX.getIndex();
+        for (unsigned g : ranks.key)
+          at0 = at0.replace(getAffineDimExpr(g, gc.getContext()),
+                            getAffineConstantExpr(0, gc.getContext()));
+        auto c0 = dyn_cast<AffineConstantExpr>(at0);
+        ok &= c0 && c0.getValue() == 0;
+        // The bound: nondecreasing in the row, else fixed ranks and sizes.
+        if (bound.getKind() == ExprKind::Index) {
+          SmallVector<int64_t> bc(numRanks, 0);
+          ok &= linearDimCoefficients(bound.getIndex(), 1, bc);
+          for (unsigned g = 0; ok && g < numRanks; ++g)
+            ok &= bc[g] == 0 || isFixed(g) || (int(g) == ranks.row && bc[g] > 0);
+        } else if (bound.getKind() == ExprKind::Load) {
+          ok &= argumentLoadsOnly(gc, bound) &&
+                within(bound, [&](unsigned g) { return isFixed(g); });
+        } else {
+          ok = false;
+        }
+        if (!ok)
+          break;
+        r.upper.push_back({keyX.getIndex(), bound,
+                           (k == ExprKind::Lt || k == ExprKind::Gt) ? 1 : 0});
+      }
+      if (ok) {
+        r.kind = MaskConjunctKind::Prefix;
+        continue;
+      }
+      r.upper.clear();
+      r.why = "an `or` that is not of upper bounds on the key";
       continue;
     }
     // Varlen padding rows: sq[m] < |n| - 1.

@@ -405,6 +405,20 @@ TEST_CASE("causal document masks: documents of 1, 7, 113 and 2000 tokens",
   REQUIRE(call(k, r2) == ATTN_OK);
   check(r2, 5);
 }
+TEST_CASE("prefix-LM: key loops end at the row tile's bound",
+          "[e2e][sparse]") {
+  // p < prefix_len[b] or p <= m: per row tile the key loop ends after
+  // max(prefix_len - 1, last row), tiles up to max(prefix_len - 1, first
+  // row) are full. Prefixes 0 (causal), 1, a tile, past the diagonal of
+  // several row tiles, |p| and beyond (full attention).
+  const E2EKernel &k = kernel("prefix_lm");
+  Variant v(k);
+  std::vector<int32_t> lens = {0, 1, 64, 130, 300, 400};
+  Run run = prepare(v, {{"b", 6}, {"h", 1}, {"m", 300}, {"p", 300}}, 27, 2.0,
+                    [&](std::vector<Buffer> &args) { args[3].idata = lens; });
+  REQUIRE(call(k, run, 2) == ATTN_OK);
+  check(run, 4);
+}
 TEST_CASE("varlen: key loops bounded by the row tile's sequences",
           "[e2e][sparse]") {
   // Long sequences give key tiles outside every row tile's sequences

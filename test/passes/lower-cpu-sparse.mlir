@@ -109,3 +109,33 @@ attn.cascade @varlen ranks(h, m, p, n, e = 16, f = 16)
   %lse = attn.einsum [h, m] = %gm[h, m] + log(%sd[h, m]) : f32
   attn.yield %o, %lse : !attn.t<[m, h, f], f32>, !attn.t<[h, m], f32>
 }
+
+// -----
+
+// Prefix-LM: per task, the largest bound max(prefix_len[b] - 1, last row)
+// ends the key loop and the smallest, max(prefix_len[b] - 1, first row),
+// ends the full tiles.
+// CHECK-LABEL: func.func @prefix_lm_tasks(
+// CHECK: %[[L1:[0-9]+]] = memref.load %arg4[%{{.*}}] : memref<?xi32, strided<[?], offset: ?>>
+// CHECK: %[[HI:[0-9]+]] = arith.maxsi
+// CHECK: %[[L2:[0-9]+]] = memref.load %arg4[%{{.*}}] : memref<?xi32, strided<[?], offset: ?>>
+// CHECK: %[[LO:[0-9]+]] = arith.maxsi
+// CHECK: %[[LAST:[0-9]+]] = arith.floordivsi %[[HI]], %c32
+// CHECK: arith.addi %[[LAST]], %c1
+// CHECK: %[[LO1:[0-9]+]] = arith.addi %[[LO]], %c1
+// CHECK: %[[FULLEND:[0-9]+]] = arith.floordivsi %[[LO1]], %c32
+// CHECK: scf.for %[[P1:[a-z0-9]+]] = %{{.*}} to %{{.*}} step
+// CHECK: arith.cmpi sge, %[[P1]], %{{.*}} : index
+// CHECK: scf.if %{{.*}} -> (vector<16xf32>, vector<16xf32>) {
+attn.cascade @prefix_lm ranks(b, h, m, p, e = 16, f = 16)
+    (%q: !attn.t<[b, h, m, e], f32>, %k: !attn.t<[b, h, p, e], f32>, %v: !attn.t<[b, h, p, f], f32>,
+     %prefix_len: !attn.t<[b], i32> {attn.sparse = #attn.sparse<seq_lens>})
+    -> (o: !attn.t<[b, h, m, f], f32>, lse: !attn.t<[b, h, m], f32>) {
+  %qk = attn.einsum [b, h, m, p] = %q[b, h, m, e] * %k[b, h, p, e] * 0.25 sum(e) if (p < %prefix_len[b] or p <= m) else -inf {attn.sparse = #attn.sparse<prefix>} : f32
+  %gm = attn.einsum [b, h, m] = %qk[b, h, m, p] max(p) : f32
+  %sn = attn.einsum [b, h, m, p] = exp(%qk[b, h, m, p] - %gm[b, h, m]) : f32
+  %sd = attn.einsum [b, h, m] = %sn[b, h, m, p] sum(p) : f32
+  %o = attn.einsum [b, h, m, f] = %sn[b, h, m, p] * %v[b, h, p, f] / %sd[b, h, m] sum(p) : f32
+  %lse = attn.einsum [b, h, m] = %gm[b, h, m] + log(%sd[b, h, m]) : f32
+  attn.yield %o, %lse : !attn.t<[b, h, m, f], f32>, !attn.t<[b, h, m], f32>
+}

@@ -72,17 +72,36 @@ attn.cascade @varlen ranks(h, m, p, n, e = 16, f = 16)
 
 // -----
 
-// Refused: prefix-LM's `or` (p < prefix_len[b] or p <= m) is evaluated per
-// element in every tile (an upper bound max(prefix_len, m + 1) per row would
-// classify it; not done yet).
+// Prefix-LM (p < prefix_len[b] or p <= m): an `or` of upper bounds on the
+// key, one read from metadata per sequence; a row sees the keys up to
+// max(prefix_len[b] - 1, m). The key loop ends after the last row's bound;
+// tiles below the first row's bound are full.
 // CHECK-LABEL: attn.cascade @prefix_lm
-// CHECK: {attn.sparse = #attn.sparse<prefix>, attn.tiles = ["element"]}
+// CHECK: {attn.sparse = #attn.sparse<prefix>, attn.tiles = ["prefix"]}
 attn.cascade @prefix_lm ranks(b, h, m, p, e = 16, f = 16)
     (%q: !attn.t<[b, h, m, e], f32>, %k: !attn.t<[b, h, p, e], f32>, %v: !attn.t<[b, h, p, f], f32>,
      %prefix_len: !attn.t<[b], i32> {attn.sparse = #attn.sparse<seq_lens>})
     -> (o: !attn.t<[b, h, m, f], f32>) {
-  // expected-remark @below {{conjunct 1 element (evaluated per element: not an affine bound, a segment-id equality or a cu_seqlens range); no tile is skipped and the mask is evaluated in every tile}}
+  // expected-remark @below {{conjunct 1 prefix (the key loop ends after the largest upper bound of the row tile, mask-free full tiles below the smallest); empty tiles are skipped, the mask is evaluated only in partial tiles}}
   %qk = attn.einsum [b, h, m, p] = %q[b, h, m, e] * %k[b, h, p, e] sum(e) if (p < %prefix_len[b] or p <= m) else -inf {attn.sparse = #attn.sparse<prefix>} : f32
+  %gm = attn.einsum [b, h, m] = %qk[b, h, m, p] max(p) : f32
+  %sn = attn.einsum [b, h, m, p] = exp(%qk[b, h, m, p] - %gm[b, h, m]) : f32
+  %sd = attn.einsum [b, h, m] = %sn[b, h, m, p] sum(p) : f32
+  %o = attn.einsum [b, h, m, f] = %sn[b, h, m, p] * %v[b, h, p, f] / %sd[b, h, m] sum(p) : f32
+  attn.yield %o : !attn.t<[b, h, m, f], f32>
+}
+
+// -----
+
+// Refused: an `or` with a lower bound on the key (a sink of 4 keys or a
+// window) is not an upper bound; it is evaluated per element in every tile.
+// CHECK-LABEL: attn.cascade @sinks
+// CHECK: {attn.tiles = ["element"]}
+attn.cascade @sinks ranks(b, h, m, p, e = 16, f = 16)
+    (%q: !attn.t<[b, h, m, e], f32>, %k: !attn.t<[b, h, p, e], f32>, %v: !attn.t<[b, h, p, f], f32>)
+    -> (o: !attn.t<[b, h, m, f], f32>) {
+  // expected-remark @below {{conjunct 1 element (evaluated per element: an `or` that is not of upper bounds on the key); no tile is skipped and the mask is evaluated in every tile}}
+  %qk = attn.einsum [b, h, m, p] = %q[b, h, m, e] * %k[b, h, p, e] sum(e) if (p < 4 or p >= m - 16) else -inf : f32
   %gm = attn.einsum [b, h, m] = %qk[b, h, m, p] max(p) : f32
   %sn = attn.einsum [b, h, m, p] = exp(%qk[b, h, m, p] - %gm[b, h, m]) : f32
   %sd = attn.einsum [b, h, m] = %sn[b, h, m, p] sum(p) : f32

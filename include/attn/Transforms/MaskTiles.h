@@ -19,6 +19,8 @@
 
 #include "llvm/ADT/STLFunctionalExtras.h"
 
+#include <vector>
+
 namespace mlir::attn {
 
 enum class MaskConjunctKind {
@@ -38,12 +40,19 @@ enum class MaskConjunctKind {
   /// `sq[m] < |n| - 1`: rows past the last boundary (padding) see nothing;
   /// read together with a Varlen conjunct.
   VarlenBound,
+  /// An `or` of upper bounds on the key, each `p < X` or `p <= X` with X
+  /// affine in the row (nondecreasing), the fixed task ranks and the sizes,
+  /// or read from an argument at fixed task ranks (prefix-LM: `p <
+  /// prefix_len[b] or p <= m`): the key loop ends after the largest bound of
+  /// the task's last row; tiles below the smallest bound of its first row
+  /// are full.
+  Prefix,
   /// Anything else: evaluated per element in every tile.
   Element,
 };
 
 /// The spelling in `attn.tiles` and in remarks: affine, segment_ids, varlen,
-/// varlen_bound, element.
+/// varlen_bound, prefix, element.
 llvm::StringRef stringifyMaskConjunctKind(MaskConjunctKind k);
 std::optional<MaskConjunctKind> symbolizeMaskConjunctKind(llvm::StringRef s);
 
@@ -70,6 +79,14 @@ struct MaskConjunct {
   ExprAttr rowSide, keySide;
   /// Varlen (both) and VarlenBound (row only): the sequence ids.
   std::optional<SequenceId> rowSeq, keySeq;
+  /// Prefix: per disjunct, the key position (an index expression), the
+  /// bound X and 1 for `<` (0 for `<=`): key <= X - strict.
+  struct UpperBound {
+    AffineExpr key;
+    ExprAttr bound;
+    int64_t strict = 0;
+  };
+  std::vector<UpperBound> upper;
   /// Why an Element conjunct is not classified (for remarks).
   std::string why;
 };
