@@ -231,9 +231,14 @@ def AttnSparsifyPass : Pass<"attn-sparsify", "::mlir::ModuleOp"> {
       loop bounds (the runtime checks that cu_seqlens is nondecreasing);
       full tiles when the row tile is one sequence. `varlen_bound`
       (`sq[m] < |n| - 1`, padding rows) is read with it.
-    * `element`: anything else (prefix-LM's `or`, a block layout read
-      through an Einsum, PowerAttention's bit test): evaluated per element
-      in every tile the other conjuncts keep.
+    * `prefix`: an `or` of upper bounds on the key, each `p < X` or
+      `p <= X` with X nondecreasing in the row or read from an argument at
+      the task's fixed ranks (prefix-LM: `p < prefix_len[b] or p <= m`): the
+      key loop ends after the last row's bound, tiles below the first row's
+      bound are full.
+    * `element`: anything else (an `or` with a lower bound, a block layout
+      read through an Einsum, PowerAttention's bit test): evaluated per
+      element in every tile the other conjuncts keep.
 
     The classification is recorded on the Einsum as `attn.tiles = [...]`, one
     class per conjunct, and reported as a remark. attn-derive-online keeps
