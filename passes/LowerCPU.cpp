@@ -36,6 +36,7 @@
 #include "attn/CodeGen/CPU.h"
 #include "attn/Passes.h"
 #include "attn/Transforms/GlobalCascade.h"
+#include "attn/Transforms/MaskTiles.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -407,6 +408,41 @@ private:
   /// tile depends on: key tiles it masks entirely are skipped. -1: none.
   int maskId = -1;
   std::pair<Value, Value> keyTileRange();
+
+  // Masks from runtime metadata (docs/codegen.md, "Masks per tile").
+  /// The conjuncts of the mask's condition as classified by classifyMask
+  /// (and attn-sparsify's `attn.tiles`, which may keep any per element).
+  SmallVector<MaskConjunct> maskConjuncts;
+  /// Segment-id conjuncts: their index in maskConjuncts and the range
+  /// [min, max] of the row side over the rows of the task.
+  struct SegmentRange {
+    unsigned conjunct;
+    Value lo, hi;
+  };
+  SmallVector<SegmentRange> segments;
+  /// Classifies the current key tile from the key sides of the segment-id
+  /// conjuncts: (kept, full).
+  std::pair<Value, Value> classifyKeyTile();
+  /// [min, max] of `side` over the rank's values in the tile, as f32.
+  SmallVector<Value> rangeOver(unsigned rank, ExprAttr side);
+  /// Argument loads along the rows in the mask (a query's segment id): copied
+  /// once per task into a buffer of row-tile entries, so that the
+  /// micro-kernel's masked epilogue reads them as vectors.
+  struct RowPack {
+    ExprAttr load;
+    unsigned einsum;
+    Value mem;
+  };
+  SmallVector<RowPack> rowPacks;
+  bool rowPackable(ExprAttr load) const;
+  Value rowPackedLoad(ExprAttr load);
+  void emitRowPacks();
+  /// Einsums over the key tile that only the mask's condition reads (a key's
+  /// sequence id): computed only in partial tiles.
+  llvm::DenseSet<unsigned> maskOnly;
+  /// Emits the Einsums of the key loop for the tile `tile`, with `step` the
+  /// running-state step (the tile itself, or the count of tiles processed).
+  void emitKeyTile(Value tile, Value step, Value notFull = Value());
   unsigned currentId = 0;
   /// Vector lanes along the row rank in the Einsum being emitted (0: scalar).
   int64_t lanes = 0;
@@ -686,14 +722,198 @@ void CpuLowering::findMask() {
     const GEinsum &e = gc.einsum(m);
     if (!e.cond || !e.fill || *e.fill != -INFINITY)
       continue;
+    // Einsums the mask reads (a key's sequence id) may be skipped with it
+    // when nothing else reads them.
+    auto feedsOnlyMask = [&](unsigned id) {
+      if (!deps[m].contains(id))
+        return false;
+      for (unsigned other : gc.body())
+        if (other != m && !deps[m].contains(other) &&
+            llvm::is_contained(gc.operandsOf(other), id))
+          return false;
+      return true;
+    };
     bool all = llvm::all_of(tiled, [&](unsigned id) {
-      return id == m || deps[id].contains(m);
+      return id == m || deps[id].contains(m) || feedsOnlyMask(id);
     });
     if (all) {
       maskId = m;
-      return;
+      break;
     }
   }
+  if (maskId < 0 || plan.rowRank < 0)
+    return;
+  // Classify the conjuncts of the mask (include/attn/Transforms/MaskTiles.h).
+  const GEinsum &e = gc.einsum(maskId);
+  auto fixed = [&](unsigned g) { return isTaskFixed(g); };
+  MaskRanks ranks;
+  ranks.row = plan.rowRank;
+  ranks.key = {unsigned(key.rank), unsigned(key.outer), unsigned(key.inner)};
+  ranks.fixed = fixed;
+  maskConjuncts = classifyMask(gc, e.cond, ranks);
+  // attn-sparsify's record: a conjunct it keeps per element stays so; any
+  // other class must be the one read here.
+  for (NamedAttribute a : e.attrs) {
+    if (a.getName() != kTilesAttrName)
+      continue;
+    auto list = dyn_cast<ArrayAttr>(a.getValue());
+    if (!list || list.size() != maskConjuncts.size()) {
+      fail(e.loc, "attn-lower-cpu: '" + e.name + "' has an attn.tiles "
+                  "annotation that does not list one class per conjunct");
+      return;
+    }
+    for (auto [mc, attr] : llvm::zip(maskConjuncts, list)) {
+      auto str = dyn_cast<StringAttr>(attr);
+      std::optional<MaskConjunctKind> k =
+          str ? symbolizeMaskConjunctKind(str.getValue()) : std::nullopt;
+      if (k == MaskConjunctKind::Element) {
+        mc.kind = MaskConjunctKind::Element;
+        continue;
+      }
+      if (k != mc.kind) {
+        fail(e.loc, "attn-lower-cpu: attn.tiles of '" + e.name + "' says " +
+                        (str ? "'" + str.getValue().str() + "'" : "?") +
+                        " for a conjunct the lowering reads as '" +
+                        stringifyMaskConjunctKind(mc.kind).str() + "'");
+        return;
+      }
+    }
+  }
+  // A segment-id conjunct needs per-tile ranges of its key side; a varlen
+  // bound without its equality is evaluated per element.
+  for (auto [i, mc] : llvm::enumerate(maskConjuncts))
+    if (mc.kind == MaskConjunctKind::SegmentIds)
+      segments.push_back({unsigned(i), Value(), Value()});
+  // Einsums of the key loop read only by the mask's condition, when the
+  // mask is a contraction whose condition is evaluated in its epilogue.
+  auto c = contractions.find(unsigned(maskId));
+  if (c == contractions.end() || !c->second.post)
+    return;
+  for (unsigned id : loop) {
+    if (id == unsigned(maskId) || buffers[id].iterative || fused.contains(id) ||
+        contractions.count(id) || fusedReduction(id) >= 0 ||
+        llvm::is_contained(gc.yields(), id))
+      continue;
+    bool onlyMask = true, read = false;
+    for (unsigned other : gc.body()) {
+      const GEinsum &o = gc.einsum(other);
+      auto loads = [&](ExprAttr x) {
+        bool found = false;
+        if (x)
+          walkExpr(x, [&](ExprAttr n) {
+            found |= n.getKind() == ExprKind::Load && n.getInput() == int64_t(id);
+          });
+        return found;
+      };
+      if (other == unsigned(maskId)) {
+        onlyMask &= !loads(o.expr);
+        read |= loads(o.cond);
+      } else {
+        onlyMask &= !loads(o.expr) && !loads(o.cond);
+      }
+    }
+    if (onlyMask && read)
+      maskOnly.insert(id);
+  }
+}
+
+bool CpuLowering::rowPackable(ExprAttr load) const {
+  if (load.getInput() < 0 || gc.isEinsum(load.getInput()) || plan.rowRank < 0)
+    return false;
+  for (ExprAttr ix : load.getArgs()) {
+    if (ix.getKind() != ExprKind::Index)
+      return false;
+    for (unsigned g = 0; g < gc.numRanks(); ++g)
+      if (usesRank(ix, g) && int(g) != plan.rowRank && !isTaskFixed(g))
+        return false;
+  }
+  return true;
+}
+
+Value CpuLowering::rowPackedLoad(ExprAttr load) {
+  for (const RowPack &p : rowPacks) {
+    if (p.load != load || !p.mem)
+      continue;
+    Type elem = cast<MemRefType>(p.mem.getType()).getElementType();
+    return vector::LoadOp::create(b, loc, VectorType::get({lanes}, elem), p.mem,
+                                  ValueRange{rankLocal.lookup(plan.rowRank)});
+  }
+  return Value();
+}
+
+void CpuLowering::emitRowPacks() {
+  for (RowPack &p : rowPacks) {
+    // Rows past the task's last valid row repeat it (read, never used).
+    auto l = scf::ForOp::create(b, loc, cIndex(0), cIndex(plan.rowTile),
+                                cIndex(1));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(l.getBody());
+    Value r = minIndex(l.getInductionVar(),
+                       arith::SubIOp::create(b, loc, rowValid, cIndex(1)));
+    rankValue[plan.rowRank] = arith::AddIOp::create(b, loc, rowBase, r);
+    currentId = p.einsum;
+    Value v = emitLoadRaw(p.load);
+    memref::StoreOp::create(b, loc, v, p.mem,
+                            ValueRange{l.getInductionVar()});
+    rankValue.erase(plan.rowRank);
+  }
+}
+
+SmallVector<Value> CpuLowering::rangeOver(unsigned rank, ExprAttr side) {
+  // An integer argument (the ids themselves): min and max on the integers
+  // (one instruction each), converted once; the conversion to f32 is
+  // monotone, so this is the range of the values the mask compares.
+  if (side.getKind() == ExprKind::Load && side.getInput() >= 0 &&
+      !gc.isEinsum(side.getInput())) {
+    Type elem =
+        cast<MemRefType>(argMems[side.getInput()].getType()).getElementType();
+    if (auto it = dyn_cast<IntegerType>(elem); it && it.getWidth() > 1) {
+      unsigned w = it.getWidth();
+      Value hi = arith::ConstantOp::create(
+          b, loc, b.getIntegerAttr(it, APInt::getSignedMaxValue(w)));
+      Value lo = arith::ConstantOp::create(
+          b, loc, b.getIntegerAttr(it, APInt::getSignedMinValue(w)));
+      SmallVector<Value> mm = reduceOver(
+          {rank}, ValueRange{hi, lo}, [&](ValueRange acc) -> SmallVector<Value> {
+            Value v = emitLoadRaw(side);
+            return {arith::MinSIOp::create(b, loc, acc[0], v),
+                    arith::MaxSIOp::create(b, loc, acc[1], v)};
+          });
+      return {toF32(mm[0]), toF32(mm[1])};
+    }
+  }
+  return reduceOver({rank}, ValueRange{cF32(INFINITY), cF32(-INFINITY)},
+                    [&](ValueRange acc) -> SmallVector<Value> {
+                      Value v = asFloat(emitExpr(side));
+                      return {minF(acc[0], v), maxF(acc[1], v)};
+                    });
+}
+
+std::pair<Value, Value> CpuLowering::classifyKeyTile() {
+  Value kept, full;
+  auto andI = [&](Value x, Value y) {
+    return x ? arith::AndIOp::create(b, loc, x, y).getResult() : y;
+  };
+  using P = arith::CmpFPredicate;
+  for (SegmentRange &sr : segments) {
+    const MaskConjunct &mc = maskConjuncts[sr.conjunct];
+    // min and max of the key side over the valid keys of the tile.
+    currentId = maskId;
+    SmallVector<Value> mm = rangeOver(unsigned(key.inner), mc.keySide);
+    // Empty when the ranges do not meet; full when both hold one value.
+    Value meets = arith::AndIOp::create(
+        b, loc, arith::CmpFOp::create(b, loc, P::OGE, mm[1], sr.lo),
+        arith::CmpFOp::create(b, loc, P::OLE, mm[0], sr.hi));
+    Value one = arith::AndIOp::create(
+        b, loc,
+        arith::AndIOp::create(
+            b, loc, arith::CmpFOp::create(b, loc, P::OEQ, sr.lo, sr.hi),
+            arith::CmpFOp::create(b, loc, P::OEQ, mm[0], mm[1])),
+        arith::CmpFOp::create(b, loc, P::OEQ, sr.lo, mm[0]));
+    kept = andI(kept, meets);
+    full = andI(full, one);
+  }
+  return {kept, full};
 }
 
 std::pair<Value, Value> CpuLowering::keyTileRange() {
@@ -705,16 +925,146 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
   // all rows of the task. Any conjunct not understood: no tile is full.
   Value fBegin = cIndex(0), fEnd = rankSize[key.outer];
   size_t understood = 0;
-  const GEinsum &e = gc.einsum(maskId);
-  SmallVector<ExprAttr> conjuncts;
-  splitConjuncts(e.cond, conjuncts);
   unsigned numDims = gc.numRanks();
   Value mLo = rowBase;
   Value mHi = arith::SubIOp::create(
       b, loc, arith::AddIOp::create(b, loc, rowBase, rowValid), cIndex(1));
-  for (ExprAttr c : conjuncts) {
+  Value tileC = cIndex(key.tile);
+  // Varlen: the rows of the task belong to the sequences sq[first row] ..
+  // sq[last row] (nondecreasing: the runtime checks cu_seqlens), whose keys
+  // are [cu_k[s_lo], cu_k[s_hi + 1]); with `sq[m] < |n| - 1` the padding
+  // rows past the last boundary (s = |n| - 1) see nothing. The key tiles
+  // outside are never visited; inside, a tile is full if the task's rows
+  // are one sequence and the tile lies within its keys.
+  auto varlenRange = [&](const MaskConjunct &mc) {
+    const SequenceId &rs = *mc.rowSeq, &ks = *mc.keySeq;
+    AffineExpr keyPos = gc.dim(key.outer) * key.tile + gc.dim(key.inner);
+    const Buffer &sqBuf = buffers[rs.einsum];
+    if ((ks.pos != keyPos && ks.pos != gc.dim(key.rank)) ||
+        sqBuf.place != Place::Pre || sqBuf.dims.size() != 1 ||
+        int(sqBuf.dims[0]) != plan.rowRank)
+      return false;
+    bool bounded = llvm::any_of(maskConjuncts, [&](const MaskConjunct &o) {
+      return o.kind == MaskConjunctKind::VarlenBound &&
+             o.rowSeq->einsum == rs.einsum;
+    });
+    auto asIndex = [&](Value v) -> Value {
+      if (!v.getType().isIndex())
+        v = arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+      return v;
+    };
+    Value sLo = asIndex(memref::LoadOp::create(b, loc, sqBuf.mem,
+                                               ValueRange{cIndex(0)}));
+    Value sHi = asIndex(memref::LoadOp::create(
+        b, loc, sqBuf.mem,
+        ValueRange{arith::SubIOp::create(b, loc, rowValid, cIndex(1))}));
+    Value last = arith::SubIOp::create(b, loc, rankSize[rs.n], cIndex(1));
+    Value sHiEff =
+        bounded ? minIndex(sHi, arith::SubIOp::create(b, loc, last, cIndex(1)))
+                : sHi;
+    auto cuK = [&](Value s) {
+      return asIndex(memref::LoadOp::create(b, loc, argMems[ks.cu],
+                                            ValueRange{minIndex(s, last)}));
+    };
+    using P = arith::CmpIPredicate;
+    Value keyLo = cuK(sLo);
+    Value next = arith::AddIOp::create(b, loc, sHiEff, cIndex(1));
+    Value keyHi = arith::SelectOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, P::sle, next, last), cuK(next),
+        rankSize[key.rank]);
+    Value nonEmpty = arith::AndIOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, P::sle, sLo, sHiEff),
+        arith::CmpIOp::create(b, loc, P::slt, keyLo, keyHi));
+    begin = arith::MaxSIOp::create(
+        b, loc, begin, arith::FloorDivSIOp::create(b, loc, keyLo, tileC));
+    end = arith::MinSIOp::create(
+        b, loc, end,
+        arith::SelectOp::create(
+            b, loc, nonEmpty, arith::CeilDivSIOp::create(b, loc, keyHi, tileC),
+            cIndex(0)));
+    Value single = arith::AndIOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, P::eq, sLo, sHiEff),
+        arith::CmpIOp::create(b, loc, P::eq, sHi, sHiEff));
+    fBegin = arith::MaxSIOp::create(
+        b, loc, fBegin, arith::CeilDivSIOp::create(b, loc, keyLo, tileC));
+    fEnd = arith::MinSIOp::create(
+        b, loc, fEnd,
+        arith::SelectOp::create(
+            b, loc, single, arith::FloorDivSIOp::create(b, loc, keyHi, tileC),
+            cIndex(0)));
+    return true;
+  };
+  bool varlenDone = false;
+  for (const MaskConjunct &mc : maskConjuncts)
+    if (mc.kind == MaskConjunctKind::Varlen && varlenRange(mc)) {
+      ++understood;
+      varlenDone = true;
+    }
+  // Prefix: an `or` of upper bounds key <= X_i - strict_i. The keys a row
+  // sees are [0, max_i (X_i - strict_i)], nondecreasing in the row: the loop
+  // ends after the tile of the last row's bound, and tiles up to the first
+  // row's bound are full.
+  auto prefixRange = [&](const MaskConjunct &mc) {
+    for (const MaskConjunct::UpperBound &u : mc.upper) {
+      SmallVector<int64_t> co(numDims, 0);
+      if (!linearDimCoefficients(u.key, 1, co))
+        return false;
+      bool tiled = co[key.inner] == 1 && co[key.outer] == key.tile &&
+                   co[key.rank] == 0;
+      bool plain = co[key.rank] == 1 && co[key.inner] == 0 &&
+                   co[key.outer] == 0;
+      if (!tiled && !plain)
+        return false;
+      if (u.bound.getKind() == ExprKind::Load) {
+        Type elem = cast<MemRefType>(argMems[u.bound.getInput()].getType())
+                        .getElementType();
+        if (!isa<IntegerType>(elem) || elem.getIntOrFloatBitWidth() < 2)
+          return false;
+      }
+    }
+    auto boundAt = [&](Value m) {
+      Value ub;
+      for (const MaskConjunct::UpperBound &u : mc.upper) {
+        rankValue[plan.rowRank] = m;
+        currentId = maskId;
+        Value v;
+        if (u.bound.getKind() == ExprKind::Index) {
+          v = emitAffine(u.bound.getIndex());
+        } else {
+          v = emitLoadRaw(u.bound);
+          if (v.getType().getIntOrFloatBitWidth() < 64)
+            v = arith::ExtSIOp::create(b, loc, b.getI64Type(), v);
+          v = arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+        }
+        rankValue.erase(plan.rowRank);
+        v = arith::SubIOp::create(b, loc, v, cIndex(u.strict));
+        ub = ub ? arith::MaxSIOp::create(b, loc, ub, v).getResult() : v;
+      }
+      return ub;
+    };
+    Value hi = boundAt(mHi), lo = boundAt(mLo);
+    end = arith::MinSIOp::create(
+        b, loc, end,
+        arith::AddIOp::create(b, loc,
+                              arith::FloorDivSIOp::create(b, loc, hi, tileC),
+                              cIndex(1)));
+    fEnd = arith::MinSIOp::create(
+        b, loc, fEnd,
+        arith::FloorDivSIOp::create(
+            b, loc, arith::AddIOp::create(b, loc, lo, cIndex(1)), tileC));
+    return true;
+  };
+  for (const MaskConjunct &mc : maskConjuncts)
+    if (mc.kind == MaskConjunctKind::Prefix && prefixRange(mc))
+      ++understood;
+  for (const MaskConjunct &mc : maskConjuncts) {
+    if (mc.kind == MaskConjunctKind::SegmentIds ||
+        (mc.kind == MaskConjunctKind::VarlenBound && varlenDone))
+      ++understood;
+    if (mc.kind != MaskConjunctKind::Affine)
+      continue;
     // d + strict <= 0.
-    std::optional<AffineLeZero> le = affineLeZero(c, numDims);
+    std::optional<AffineLeZero> le = mc.affine;
     if (!le)
       continue;
     AffineExpr d = le->d;
@@ -791,9 +1141,18 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
           arith::CeilDivSIOp::create(b, loc, pmax, cIndex(key.tile)));
     }
   }
-  if (understood == conjuncts.size()) {
+  if (understood == maskConjuncts.size()) {
     fullBegin = fBegin;
     fullEnd = fEnd;
+  }
+  // Segment ids: the range of the row side over the rows of the task
+  // (|row tile| loads; each key tile's range is taken in the key loop).
+  for (SegmentRange &sr : segments) {
+    currentId = maskId;
+    const MaskConjunct &mc = maskConjuncts[sr.conjunct];
+    SmallVector<Value> mm = rangeOver(unsigned(plan.rowRank), mc.rowSide);
+    sr.lo = mm[0];
+    sr.hi = mm[1];
   }
   // An empty range starts and ends at the same tile (the state slots).
   end = arith::MaxSIOp::create(b, loc, begin, end);
@@ -946,6 +1305,9 @@ Value CpuLowering::emitLoadRaw(ExprAttr load) {
   int64_t id = load.getInput() < 0 ? currentId : load.getInput();
   const GEinsum &self = gc.einsum(currentId);
   if (!gc.isEinsum(id)) {
+    if (lanes)
+      if (Value v = rowPackedLoad(load))
+        return v;
     SmallVector<Value> idx;
     for (auto [pos, ix] : llvm::enumerate(load.getArgs()))
       idx.push_back(ix.getKind() == ExprKind::Load
@@ -1434,14 +1796,23 @@ CpuLowering::matchContraction(unsigned id) {
     if (usesRank(e.cond, c.k))
       return std::nullopt;
     // Evaluated on vectors of rows: no tensor read along the rows.
+    // Argument loads at the row alone (segment ids) are packed per task.
     bool gathers = false;
+    SmallVector<ExprAttr> packed;
     walkExpr(e.cond, [&](ExprAttr n) {
-      gathers |= n.getKind() == ExprKind::Load &&
-                 (n.getInput() < 0 || !gc.isEinsum(n.getInput())) &&
-                 loadUses(n, row);
+      bool along = n.getKind() == ExprKind::Load &&
+                   (n.getInput() < 0 || !gc.isEinsum(n.getInput())) &&
+                   loadUses(n, row);
+      if (along && rowPackable(n))
+        packed.push_back(n);
+      else
+        gathers |= along;
     });
     if (gathers)
       return std::nullopt;
+    for (ExprAttr n : packed)
+      if (llvm::none_of(rowPacks, [&](const RowPack &p) { return p.load == n; }))
+        rowPacks.push_back({n, id, Value()});
     c.post = e.cond;
   }
   unsigned bId = c.b.getInput();
@@ -1809,6 +2180,41 @@ void CpuLowering::emitCopyOut(unsigned result, Value present) {
   });
 }
 
+void CpuLowering::emitKeyTile(Value tile, Value step, Value notFull) {
+  keyStep = step;
+  rankValue[key.outer] = tile;
+  Value start = arith::MulIOp::create(b, loc, tile, cIndex(key.tile));
+  keyValid = key.ragged
+                 ? minIndex(cIndex(key.tile),
+                            arith::SubIOp::create(b, loc, rankSize[key.rank],
+                                                  start))
+                 : cIndex(key.tile);
+  // Partial: outside the static full range, or not full by the metadata.
+  if (fullBegin) {
+    keyPartial = arith::OrIOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, tile,
+                              fullBegin),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, tile,
+                              fullEnd));
+    if (notFull)
+      keyPartial = arith::OrIOp::create(b, loc, keyPartial, notFull);
+  }
+  for (unsigned id : loop) {
+    if (!maskOnly.contains(id) || !keyPartial) {
+      emitEinsum(id);
+      continue;
+    }
+    // Read only by the mask, which full tiles do not evaluate.
+    auto ifOp = scf::IfOp::create(b, loc, keyPartial, /*withElse=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    emitEinsum(id);
+  }
+  rankValue.erase(key.outer);
+  keyValid = keyPartial = Value();
+}
+
 FailureOr<func::FuncOp> CpuLowering::run() {
   if (failed(place()))
     return failure();
@@ -1916,6 +2322,15 @@ FailureOr<func::FuncOp> CpuLowering::run() {
         ValueRange{l1.getInductionVar(), l2.getInductionVar()});
   }
 
+  // Row-side metadata of the mask, packed per task ([row]).
+  for (RowPack &p : rowPacks) {
+    Type elem = cast<MemRefType>(argMems[p.load.getInput()].getType())
+                    .getElementType();
+    p.mem = memref::AllocOp::create(
+        b, loc, MemRefType::get({plan.rowTile}, elem), b.getI64IntegerAttr(64));
+    allocs.push_back(p.mem);
+  }
+
   // The task loop.
   auto taskLoop = scf::ForOp::create(b, loc, begin, end, cIndex(1));
   {
@@ -1939,37 +2354,57 @@ FailureOr<func::FuncOp> CpuLowering::run() {
     }
     for (Pack &p : packs)
       emitPack(p);
+    emitRowPacks();
     for (unsigned id : pre)
       emitEinsum(id);
     if (!loop.empty()) {
       auto [first, last] = keyTileRange();
-      keyBegin = first;
-      keyEnd = last;
+      // With segment ids each key tile is classified in the loop, and the
+      // running state advances only over the tiles kept: its step is the
+      // count of tiles processed, not the tile index.
+      bool counted = !segments.empty();
+      keyBegin = counted ? cIndex(0) : first;
       for (unsigned id : loop)
         if (buffers[id].iterative)
           emitInitState(id);
-      auto keyLoop = scf::ForOp::create(b, loc, keyBegin, keyEnd, cIndex(1));
-      OpBuilder::InsertionGuard inner(b);
-      b.setInsertionPointToStart(keyLoop.getBody());
-      keyStep = keyLoop.getInductionVar();
-      rankValue[key.outer] = keyStep;
-      Value start = arith::MulIOp::create(b, loc, keyStep, cIndex(key.tile));
-      keyValid = key.ragged
-                     ? minIndex(cIndex(key.tile),
-                                arith::SubIOp::create(b, loc, rankSize[key.rank],
-                                                        start))
-                     : cIndex(key.tile);
-      if (fullBegin)
-        keyPartial = arith::OrIOp::create(
-            b, loc,
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, keyStep,
-                                  fullBegin),
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, keyStep,
-                                  fullEnd));
-      for (unsigned id : loop)
-        emitEinsum(id);
-      rankValue.erase(key.outer);
-      keyValid = keyPartial = Value();
+      SmallVector<Value> init;
+      if (counted)
+        init.push_back(cIndex(0));
+      auto keyLoop = scf::ForOp::create(b, loc, first, last, cIndex(1), init);
+      {
+        OpBuilder::InsertionGuard inner(b);
+        b.setInsertionPointToStart(keyLoop.getBody());
+        Value tile = keyLoop.getInductionVar();
+        if (!counted) {
+          emitKeyTile(tile, tile);
+        } else {
+          rankValue[key.outer] = tile;
+          Value start = arith::MulIOp::create(b, loc, tile, cIndex(key.tile));
+          keyValid = key.ragged
+                         ? minIndex(cIndex(key.tile),
+                                    arith::SubIOp::create(
+                                        b, loc, rankSize[key.rank], start))
+                         : cIndex(key.tile);
+          auto [kept, full] = classifyKeyTile();
+          Value step = keyLoop.getRegionIterArgs()[0];
+          auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()},
+                                        kept, /*withElse=*/true);
+          {
+            OpBuilder::InsertionGuard g2(b);
+            b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+            Value notFull = arith::XOrIOp::create(
+                b, loc, full,
+                arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+            emitKeyTile(tile, step, notFull);
+            scf::YieldOp::create(
+                b, loc, ValueRange{arith::AddIOp::create(b, loc, step, cIndex(1))});
+            b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+            scf::YieldOp::create(b, loc, ValueRange{step});
+          }
+          scf::YieldOp::create(b, loc, ifOp.getResults());
+        }
+      }
+      keyEnd = counted ? keyLoop.getResult(0) : last;
     }
     for (unsigned id : post)
       emitEinsum(id);

@@ -205,6 +205,58 @@ def AttnSplitKVPass : Pass<"attn-split-kv", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnSparsifyPass : Pass<"attn-sparsify", "::mlir::ModuleOp"> {
+  let summary = "Classify masks for tile skipping: empty, full and partial tiles";
+  let description = [{
+    For every cascade, finds the score Einsum (a condition with `else -inf`
+    that the Einsums over the key rank read) and reads its condition
+    conjunct by conjunct, relative to the row rank (the queries, cut in
+    tiles per task), the key rank (p, or p, p1, p0 after
+    attn-derive-online) and the ranks fixed for a task (batch, head). For a
+    (row tile, key tile) pair each understood conjunct says whether it holds
+    for none of its pairs (the key tile is **empty** for these rows), all of
+    them (**full**) or some (**partial**):
+
+    * `affine`: `a*p + b*m + c <= 0` with task ranks and sizes (causal both
+      alignments, sliding window): key-tile loop bounds per row tile, and
+      the range of full tiles.
+    * `segment_ids`: `R == K` with R read at the row and K at the key, from
+      cascade arguments only (document masks): per task the range [min, max]
+      of R over the row tile (|row tile| loads), per key tile that of K
+      (|key tile| loads); empty when the ranges do not meet, full when both
+      hold one and the same id.
+    * `varlen`: `sq[m] == sk[p]` where sq and sk count the `cu_seqlens`
+      boundaries at or before the token: the keys of the sequences of the
+      row tile's rows, `[cu_k[sq[first row]], cu_k[sq[last row] + 1])`, as
+      loop bounds (the runtime checks that cu_seqlens is nondecreasing);
+      full tiles when the row tile is one sequence. `varlen_bound`
+      (`sq[m] < |n| - 1`, padding rows) is read with it.
+    * `prefix`: an `or` of upper bounds on the key, each `p < X` or
+      `p <= X` with X nondecreasing in the row or read from an argument at
+      the task's fixed ranks (prefix-LM: `p < prefix_len[b] or p <= m`): the
+      key loop ends after the last row's bound, tiles below the first row's
+      bound are full.
+    * `element`: anything else (an `or` with a lower bound, a block layout
+      read through an Einsum, PowerAttention's bit test): evaluated per
+      element in every tile the other conjuncts keep.
+
+    The classification is recorded on the Einsum as `attn.tiles = [...]`, one
+    class per conjunct, and reported as a remark. attn-derive-online keeps
+    the annotation and attn-lower-cpu consumes it: a conjunct recorded as
+    `element` is evaluated per element even where the lowering could
+    classify it (with `metadata=false` this turns off tile skipping from
+    runtime metadata); any other class must match what the lowering reads.
+    Without the annotation attn-lower-cpu classifies the mask itself, the
+    same way (include/attn/Transforms/MaskTiles.h). A cascade without such
+    a mask gets a remark and no annotation. docs/sparsify.md.
+  }];
+  let options = [
+    Option<"metadata", "metadata", "bool", /*default=*/"true",
+           "Classify conjuncts over runtime metadata (segment ids, "
+           "cu_seqlens); false records them as `element`">
+  ];
+}
+
 def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
   let summary = "Lower cascades to task functions on memrefs for the CPU";
   let description = [{

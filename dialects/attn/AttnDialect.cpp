@@ -8,6 +8,8 @@
 
 #include "attn/Dialect.h"
 
+#include <functional>
+
 using namespace mlir;
 using namespace mlir::attn;
 
@@ -103,6 +105,39 @@ LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
                              << stringifyLowRankKind(lowRank.getKind())
                              << "' annotation names factor rank '" << rank
                              << "', which this Einsum does not reduce";
+    return success();
+  }
+  if (name == "attn.tiles") {
+    // attn-sparsify's classification of the condition, one class per
+    // conjunct (include/attn/Transforms/MaskTiles.h).
+    auto list = dyn_cast<ArrayAttr>(attr.getValue());
+    if (!einsum.getCond())
+      return op->emitError() << "'attn.tiles' classifies a mask, but this "
+                                "Einsum has no condition ('if (...)')";
+    unsigned conjuncts = 0;
+    std::function<void(ExprAttr)> count = [&](ExprAttr e) {
+      if (e.getKind() == ExprKind::And) {
+        count(e.getArgs()[0]);
+        count(e.getArgs()[1]);
+        return;
+      }
+      ++conjuncts;
+    };
+    count(*einsum.getCond());
+    if (!list || list.size() != conjuncts)
+      return op->emitError() << "'attn.tiles' must list one class per "
+                                "conjunct of the condition ("
+                             << conjuncts << ")";
+    for (Attribute a : list) {
+      auto s = dyn_cast<StringAttr>(a);
+      if (!s || !llvm::is_contained(
+                    {"affine", "segment_ids", "varlen", "varlen_bound",
+                     "prefix", "element"},
+                    s.getValue()))
+        return op->emitError()
+               << "'attn.tiles' classes are affine, segment_ids, varlen, "
+                  "varlen_bound, prefix and element";
+    }
     return success();
   }
   return op->emitError() << "unknown attn annotation '" << name << "'";

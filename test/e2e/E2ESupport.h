@@ -19,6 +19,7 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -155,10 +156,25 @@ inline void makeArgs(mlir::attn::CascadeOp c,
     if (elem.isInteger(32)) {
       b.idata.resize(n);
       int64_t bound = sizes.lookup("p") + 2;
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = 0; j < n; ++j)
         b.idata[j] = input ? int32_t(rng() % bound) : 0;
-        t.data[j] = b.idata[j];
+      // cu_seqlens must be valid (the entry point checks it): [0] = 0,
+      // nondecreasing, within both token ranks.
+      mlir::attn::SparseAttr sparse;
+      if (mlir::ArrayAttr all = c.getArgAttrsAttr(); input && all)
+        if (auto dict = mlir::dyn_cast<mlir::DictionaryAttr>(all[k]))
+          sparse = mlir::dyn_cast_or_null<mlir::attn::SparseAttr>(
+              dict.get(mlir::attn::kSparseAttrName));
+      if (sparse && sparse.getKind() == mlir::attn::SparseKind::CuSeqlens) {
+        int64_t last = std::min(sizes.lookup("m"), sizes.lookup("p"));
+        for (int32_t &x : b.idata)
+          x = int32_t(int64_t(x) % (last + 1));
+        std::sort(b.idata.begin(), b.idata.end());
+        if (!b.idata.empty())
+          b.idata[0] = 0;
       }
+      for (int64_t j = 0; j < n; ++j)
+        t.data[j] = b.idata[j];
     } else {
       b.data.resize(n);
       if (elem.isBF16())

@@ -327,6 +327,130 @@ TEST_CASE("document masks from segment ids", "[e2e][sparse]") {
     check(run, 5);
   }
 }
+TEST_CASE("document masks: empty, full and partial tiles", "[e2e][sparse]") {
+  // Key tiles of 64 are classified per row tile from the ids' ranges
+  // (docs/codegen.md, "Masks per tile"): documents of 70, 130 and 100
+  // tokens in the order of ids 2, 0, 1 (unsorted) give empty, full and
+  // partial tiles; rows 64..127 carry the query-only id -1 (a whole row
+  // tile without keys: O = 0, LSE = -inf); the causal document mask adds
+  // `p <= m`.
+  std::vector<int32_t> ids;
+  for (auto [len, id] : {std::pair{70, 2}, {130, 0}, {100, 1}})
+    ids.insert(ids.end(), len, id);
+  int64_t n = int64_t(ids.size());
+  std::vector<int32_t> qids = ids;
+  for (int64_t m = 64; m < 128; ++m)
+    qids[m] = -1;
+  for (const char *id : {"document_mask", "document_mask_causal"}) {
+    bool causal = std::string(id) == "document_mask_causal";
+    const E2EKernel &k = kernel(id);
+    Variant v(k);
+    for (int threads : {1, 2}) {
+      DYNAMIC_SECTION(id << " threads=" << threads) {
+        Run run = prepare(
+            v, {{"b", 1}, {"h", 2}, {"m", n}, {"p", n}}, 31, 2.0,
+            [&](std::vector<Buffer> &args) {
+              args[3].idata = qids;
+              args[4].idata = ids;
+            },
+            [&](const std::vector<mlir::attn::Tensor> &in,
+                mlir::attn::InterpretResult &want) {
+              maskedAttention(in, 0.125,
+                              [&](int64_t, int64_t m, int64_t p) {
+                                return qids[m] == ids[p] && (!causal || p <= m);
+                              },
+                              want);
+            });
+        REQUIRE(call(k, run, threads) == ATTN_OK);
+        check(run, 5);
+        // The row tile without keys.
+        for (int64_t h = 0; h < 2; ++h)
+          for (int64_t m = 64; m < 128; ++m)
+            CHECK(run.args[6].data[h * n + m] == -INFINITY);
+      }
+    }
+  }
+}
+TEST_CASE("causal document masks: documents of 1, 7, 113 and 2000 tokens",
+          "[e2e][sparse]") {
+  const E2EKernel &k = kernel("document_mask_causal");
+  Variant v(k);
+  std::vector<int32_t> ids;
+  int32_t doc = 0;
+  for (int len : {1, 7, 113, 2000}) {
+    ids.insert(ids.end(), len, doc);
+    ++doc;
+  }
+  int64_t n = int64_t(ids.size());
+  Run run = prepare(
+      v, {{"b", 1}, {"h", 2}, {"m", n}, {"p", n}}, 24, 2.0,
+      [&](std::vector<Buffer> &args) {
+        args[3].idata = ids;
+        args[4].idata = ids;
+      },
+      [&](const std::vector<mlir::attn::Tensor> &in,
+          mlir::attn::InterpretResult &want) {
+        maskedAttention(in, 0.125,
+                        [&](int64_t, int64_t m, int64_t p) {
+                          return ids[m] == ids[p] && p <= m;
+                        },
+                        want);
+      });
+  REQUIRE(call(k, run, 2) == ATTN_OK);
+  check(run, 5);
+  // Random unsorted ids with query-side padding, against the interpreter.
+  std::mt19937 rng(7);
+  Run r2 = prepare(v, {{"b", 2}, {"h", 2}, {"m", 150}, {"p", 150}}, 25, 2.0,
+                   [&](std::vector<Buffer> &args) {
+                     for (int32_t &x : args[3].idata)
+                       x = rng() % 5 == 0 ? -1 : int32_t(rng() % 3);
+                     for (int32_t &x : args[4].idata)
+                       x = int32_t(rng() % 3);
+                   });
+  REQUIRE(call(k, r2) == ATTN_OK);
+  check(r2, 5);
+}
+TEST_CASE("prefix-LM: key loops end at the row tile's bound",
+          "[e2e][sparse]") {
+  // p < prefix_len[b] or p <= m: per row tile the key loop ends after
+  // max(prefix_len - 1, last row), tiles up to max(prefix_len - 1, first
+  // row) are full. Prefixes 0 (causal), 1, a tile, past the diagonal of
+  // several row tiles, |p| and beyond (full attention).
+  const E2EKernel &k = kernel("prefix_lm");
+  Variant v(k);
+  std::vector<int32_t> lens = {0, 1, 64, 130, 300, 400};
+  Run run = prepare(v, {{"b", 6}, {"h", 1}, {"m", 300}, {"p", 300}}, 27, 2.0,
+                    [&](std::vector<Buffer> &args) { args[3].idata = lens; });
+  REQUIRE(call(k, run, 2) == ATTN_OK);
+  check(run, 4);
+}
+TEST_CASE("varlen: key loops bounded by the row tile's sequences",
+          "[e2e][sparse]") {
+  // Long sequences give key tiles outside every row tile's sequences
+  // (never visited), full tiles inside a single sequence and partial ones
+  // at its ends; decode rows, a sequence without keys, one without queries
+  // and padding on both sides mixed in.
+  const E2EKernel &k = kernel("varlen");
+  Variant v(k);
+  std::vector<std::pair<int32_t, int32_t>> seqs = {
+      {200, 200}, {1, 300}, {0, 0}, {130, 64}, {5, 0}, {0, 70}, {64, 128}};
+  std::vector<int32_t> cuq{0}, cuk{0};
+  for (auto [q, kk] : seqs) {
+    cuq.push_back(cuq.back() + q);
+    cuk.push_back(cuk.back() + kk);
+  }
+  int64_t m = cuq.back() + 70, p = cuk.back() + 5;
+  for (int threads : {1, 2}) {
+    Run run = prepare(v,
+                      {{"h", 2}, {"m", m}, {"p", p}, {"n", int64_t(cuq.size())}},
+                      26, 2.0, [&](std::vector<Buffer> &args) {
+                        args[3].idata = cuq;
+                        args[4].idata = cuk;
+                      });
+    REQUIRE(call(k, run, threads) == ATTN_OK);
+    check(run, 5);
+  }
+}
 TEST_CASE("varlen batches mixing decode and prefill", "[e2e][sparse]") {
   const E2EKernel &k = kernel("varlen");
   Variant v(k);

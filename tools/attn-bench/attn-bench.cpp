@@ -72,6 +72,7 @@ struct Options {
   std::vector<int> threads;
   int reps = 5, warmup = 1;
   std::vector<std::string> impls; // empty: all
+  std::vector<int64_t> docLens;   // --doc-mask
   int64_t checkRows = -2;         // -2 auto, -1 all, 0 none
   bool json = false, fork = true, selfTest = false;
   uint64_t seed = 1;
@@ -99,6 +100,11 @@ usage: attn-bench [options]
                    environment is dropped); env: as the environment says; NAME:
                    OPENBLAS_CORETYPE=NAME (e.g. Haswell, SkylakeX, Cooperlake).
                    OpenBLAS reads it when it loads: attn-bench re-runs itself
+  --doc-mask LIST  instead: the document-mask kernel (d = 128) against the
+                   dense one for packed documents of each length in LIST,
+                   with the kept fraction of 64 x 64 tiles and the ratio to
+                   the ideal (dense time x kept fraction); uses the first
+                   --bh, --n and --threads
   --json           one JSON object per configuration and impl per line
   --no-fork        run in this process (peak_rss_mib is then process-wide)
   --self-test      check the anchor and the ABI adapter (with its test double)
@@ -174,6 +180,7 @@ bool parseOptions(int argc, char **argv, Options &o, std::string &err) {
     };
     int64_t tmp = 0;
     if (flag("--bh")) { if (!intList(o.bh)) return false; }
+    else if (flag("--doc-mask")) { if (!intList(o.docLens)) return false; }
     else if (flag("--n")) { if (!intList(o.n)) return false; }
     else if (flag("--d")) { if (!intList(o.d)) return false; }
     else if (flag("--b")) { if (!oneInt(o.batch, false) || o.batch < 1) { err = "bad --b"; return false; } }
@@ -570,6 +577,16 @@ int main(int argc, char **argv) {
     } else if (envp) {
       blasCoreNote = "OPENBLAS_CORETYPE=" + env + " from the environment";
     }
+  }
+
+  if (!o.docLens.empty()) {
+    double load = loadAverage();
+    if (load > 0.5 * std::thread::hardware_concurrency())
+      std::fprintf(stderr, "attn-bench: warning: load average %.2f: other "
+                           "processes are running, timings are unreliable\n",
+                   load);
+    return runDocMaskBench(o.bh.front(), o.n.front(), o.threads.front(),
+                           o.reps, o.docLens);
   }
 
   Registry reg;

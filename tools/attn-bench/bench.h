@@ -135,6 +135,11 @@ const char *attn_bench_testdouble_last_error(void);
 
 namespace attn_bench {
 
+/// --doc-mask (sparse.cpp): the document-mask kernel against the dense one
+/// at d = 128 for documents of each length; returns nonzero on failure.
+int runDocMaskBench(int64_t bh, int64_t n, int threads, int reps,
+                    const std::vector<int64_t> &docLens);
+
 /// Generated kernels, added by hand in generated.cpp (empty for now).
 void registerGeneratedImpls(Registry &r);
 

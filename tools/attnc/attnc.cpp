@@ -27,6 +27,7 @@
 #include "attn/Dialect.h"
 #include "attn/Emit/Library.h"
 #include "attn/Passes.h"
+#include "attn/Transforms/MaskTiles.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -291,6 +292,25 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
                       r++ == 0 ? ::attn::emit::ArgSpec::Output
                                : ::attn::emit::ArgSpec::OptionalOutput)))
       return failure();
+  // cu_seqlens read as sequence boundaries of a token rank (varlen): the
+  // entry point checks them ([0] = 0, nondecreasing, last <= the token
+  // rank's size), which the tile bounds of attn-lower-cpu rely on.
+  {
+    mlir::attn::GlobalCascade gc(original);
+    for (unsigned id : gc.body()) {
+      auto seq = mlir::attn::matchSequenceId(gc, id);
+      if (!seq || seq->cu >= ft.getNumInputs())
+        continue;
+      auto sparse = mlir::attn::argSparsity(original, seq->cu);
+      auto d = dyn_cast<AffineDimExpr>(seq->pos);
+      if (!sparse || sparse.getKind() != mlir::attn::SparseKind::CuSeqlens ||
+          !d || !rankIds.count(gc.rankName(d.getPosition())))
+        continue;
+      spec.args[seq->cu].metadataKind = 1; // ATTN_RT_META_CU_SEQLENS
+      spec.args[seq->cu].metadataBoundRank =
+          rankIds.lookup(gc.rankName(d.getPosition()));
+    }
+  }
   std::string why;
   auto plan = mlir::attn::planCpuTasks(lowered, opts, why);
   if (failed(plan))
