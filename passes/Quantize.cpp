@@ -35,6 +35,7 @@
 
 #include "attn/Passes.h"
 #include "attn/Transforms/Online.h"
+#include "attn/Transforms/Products.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -51,52 +52,6 @@ namespace {
 //===----------------------------------------------------------------------===//
 // Helpers
 //===----------------------------------------------------------------------===//
-
-struct Factor {
-  ExprAttr e;
-  bool inverse = false;
-};
-
-void flattenProduct(ExprAttr e, bool inverse, SmallVectorImpl<Factor> &out) {
-  switch (e.getKind()) {
-  case ExprKind::Mul:
-    flattenProduct(e.getArgs()[0], inverse, out);
-    flattenProduct(e.getArgs()[1], inverse, out);
-    return;
-  case ExprKind::Div:
-    flattenProduct(e.getArgs()[0], inverse, out);
-    flattenProduct(e.getArgs()[1], !inverse, out);
-    return;
-  default:
-    out.push_back({e, inverse});
-  }
-}
-
-ExprAttr buildProduct(MLIRContext *ctx, ArrayRef<Factor> factors) {
-  ExprAttr num, den;
-  for (const Factor &f : factors) {
-    ExprAttr &acc = f.inverse ? den : num;
-    acc = acc ? ExprAttr::getOp(ctx, ExprKind::Mul, {acc, f.e}) : f.e;
-  }
-  if (!num)
-    num = ExprAttr::getConst(ctx, 1.0);
-  return den ? ExprAttr::getOp(ctx, ExprKind::Div, {num, den}) : num;
-}
-
-std::set<unsigned> ranksUsed(ExprAttr e) {
-  std::set<unsigned> out;
-  if (!e)
-    return out;
-  walkExpr(e, [&](ExprAttr node) {
-    if (node.getKind() != ExprKind::Index)
-      return;
-    node.getIndex().walk([&](AffineExpr sub) {
-      if (auto d = dyn_cast<AffineDimExpr>(sub))
-        out.insert(d.getPosition());
-    });
-  });
-  return out;
-}
 
 std::set<unsigned> reducedRanks(const GlobalCascade &gc, unsigned id) {
   const GEinsum &g = gc.einsum(id);
@@ -562,7 +517,7 @@ std::optional<Refusal> Quantizer::rewriteContraction(unsigned id, Operand &x,
 
   // Every other factor of the contraction: free of the contraction rank.
   SmallVector<Factor> factors, rest;
-  flattenProduct(g.expr, false, factors);
+  flattenProduct(g.expr, false, factors, /*splitNegation=*/false);
   for (const Factor &f : factors) {
     ExprAttr l = factorLoad(f.e);
     if (l && (l == x.load || l == y.load) && !f.inverse)
@@ -742,7 +697,7 @@ Quantizer::run(SmallVectorImpl<std::pair<Location, std::string>> &notes) {
     if (g.reducer != Reducer::Sum || g.topk || isIterative(g))
       continue;
     SmallVector<Factor> factors;
-    flattenProduct(g.expr, false, factors);
+    flattenProduct(g.expr, false, factors, /*splitNegation=*/false);
     SmallVector<ExprAttr> loadsOf;
     for (const Factor &f : factors)
       if (ExprAttr l = factorLoad(f.e);

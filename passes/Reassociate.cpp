@@ -32,6 +32,7 @@
 #include "attn/Analysis.h"
 #include "attn/Passes.h"
 #include "attn/Transforms/Online.h"
+#include "attn/Transforms/Products.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -51,64 +52,9 @@ namespace {
 // Products and ranks
 //===----------------------------------------------------------------------===//
 
-/// A factor of a product, in the numerator or (inverse) the denominator.
-struct Factor {
-  ExprAttr e;
-  bool inverse = false;
-};
-
-/// Flattens `e` into its factors: `a * b / c` gives a, b, 1/c; `-a` gives
-/// -1, a. Anything else is one factor.
-void flattenProduct(ExprAttr e, bool inverse, SmallVectorImpl<Factor> &out) {
-  switch (e.getKind()) {
-  case ExprKind::Mul:
-    flattenProduct(e.getArgs()[0], inverse, out);
-    flattenProduct(e.getArgs()[1], inverse, out);
-    return;
-  case ExprKind::Div:
-    flattenProduct(e.getArgs()[0], inverse, out);
-    flattenProduct(e.getArgs()[1], !inverse, out);
-    return;
-  case ExprKind::Neg:
-    out.push_back({ExprAttr::getConst(e.getContext(), -1.0), false});
-    flattenProduct(e.getArgs()[0], inverse, out);
-    return;
-  default:
-    out.push_back({e, inverse});
-  }
-}
-
 SmallVector<Factor> factorsOf(ExprAttr e) {
   SmallVector<Factor> out;
   flattenProduct(e, false, out);
-  return out;
-}
-
-/// (numerator factors) / (denominator factors), 1.0 for an empty product.
-ExprAttr buildProduct(MLIRContext *ctx, ArrayRef<Factor> factors) {
-  ExprAttr num, den;
-  for (const Factor &f : factors) {
-    ExprAttr &acc = f.inverse ? den : num;
-    acc = acc ? ExprAttr::getOp(ctx, ExprKind::Mul, {acc, f.e}) : f.e;
-  }
-  if (!num)
-    num = ExprAttr::getConst(ctx, 1.0);
-  return den ? ExprAttr::getOp(ctx, ExprKind::Div, {num, den}) : num;
-}
-
-/// The ranks whose values `e` uses (indices of loads included).
-std::set<unsigned> ranksUsed(ExprAttr e) {
-  std::set<unsigned> out;
-  if (!e)
-    return out;
-  walkExpr(e, [&](ExprAttr node) {
-    if (node.getKind() != ExprKind::Index)
-      return;
-    node.getIndex().walk([&](AffineExpr sub) {
-      if (auto d = dyn_cast<AffineDimExpr>(sub))
-        out.insert(d.getPosition());
-    });
-  });
   return out;
 }
 
