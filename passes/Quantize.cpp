@@ -53,19 +53,6 @@ namespace {
 // Helpers
 //===----------------------------------------------------------------------===//
 
-std::set<unsigned> reducedRanks(const GlobalCascade &gc, unsigned id) {
-  const GEinsum &g = gc.einsum(id);
-  std::set<unsigned> used = ranksUsed(g.expr), cond = ranksUsed(g.cond);
-  used.insert(cond.begin(), cond.end());
-  for (unsigned r : gc.valueRanks(id))
-    used.erase(r);
-  return used;
-}
-
-bool isIterative(const GEinsum &g) {
-  return llvm::any_of(g.out, [](AffineExpr e) { return !isa<AffineDimExpr>(e); });
-}
-
 bool loadsAny(ExprAttr e, const std::set<unsigned> &ids) {
   bool found = false;
   if (e)

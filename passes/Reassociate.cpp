@@ -74,16 +74,6 @@ bool usesAny(ExprAttr e, const std::set<unsigned> &ranks) {
   return false;
 }
 
-/// The ranks an Einsum reduces: those it uses that are not in its output.
-std::set<unsigned> reducedRanks(const GlobalCascade &gc, unsigned id) {
-  const GEinsum &g = gc.einsum(id);
-  std::set<unsigned> used = ranksUsed(g.expr), cond = ranksUsed(g.cond);
-  used.insert(cond.begin(), cond.end());
-  for (unsigned r : gc.valueRanks(id))
-    used.erase(r);
-  return used;
-}
-
 /// True if `e` loads value `id`.
 bool loads(ExprAttr e, unsigned id) {
   bool found = false;
@@ -113,10 +103,6 @@ FailureOr<SmallVector<AffineExpr>> affineIndices(ExprAttr load) {
     out.push_back(ix.getIndex());
   }
   return out;
-}
-
-bool isIterative(const GEinsum &g) {
-  return llvm::any_of(g.out, [](AffineExpr e) { return !isa<AffineDimExpr>(e); });
 }
 
 /// A plain sum of products: a sum reduction (or none), not iterative, no

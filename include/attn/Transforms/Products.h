@@ -2,7 +2,7 @@
 //
 // Helpers shared by the cascade rewrites that take a map expression apart
 // into its factors and put it back together (attn-reassociate,
-// attn-quantize).
+// attn-quantize), and the ranks an Einsum reduces.
 //
 //===----------------------------------------------------------------------===//
 
@@ -74,6 +74,22 @@ inline std::set<unsigned> ranksUsed(ExprAttr e) {
     });
   });
   return out;
+}
+
+/// The ranks Einsum `id` reduces: those it uses that are not in its output.
+inline std::set<unsigned> reducedRanks(const GlobalCascade &gc, unsigned id) {
+  const GEinsum &g = gc.einsum(id);
+  std::set<unsigned> used = ranksUsed(g.expr), cond = ranksUsed(g.cond);
+  used.insert(cond.begin(), cond.end());
+  for (unsigned r : gc.valueRanks(id))
+    used.erase(r);
+  return used;
+}
+
+/// True if an output index is not a plain rank (`p1 + 1`: iterative).
+inline bool isIterative(const GEinsum &g) {
+  return llvm::any_of(g.out,
+                      [](AffineExpr e) { return !isa<AffineDimExpr>(e); });
 }
 
 } // namespace mlir::attn
