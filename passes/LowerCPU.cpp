@@ -318,7 +318,17 @@ private:
     /// pack, or (B an Einsum's buffer) pairBuffers[pairBuf].
     bool pairs = false;
     int pairBuf = -1;
+    /// A (a bf16 tensor whose pairs along k are not adjacent, V in P V)
+    /// copied per contraction into aPairBuffers[aPairBuf]: [k / 2, 2 * i]
+    /// bf16, A[2 kp, i] and A[2 kp + 1, i] side by side, so that a pair is
+    /// one 32-bit load. Done when A's innermost stride is 1 (run time).
+    int aPairBuf = -1;
   };
+  struct APairBuffer {
+    int64_t kExtent, iExtent;
+    Value mem;
+  };
+  SmallVector<APairBuffer> aPairBuffers;
   struct Pack {
     unsigned einsum;
     ExprAttr load;
@@ -339,6 +349,9 @@ private:
   SmallVector<PairBuffer> pairBuffers;
   bool pairable(const Contraction &c);
   void emitPairCopy(const Contraction &c, Value kExt);
+  Value pairWideGuard(const Contraction &c);
+  Value pairLoadWide(ExprAttr load, int64_t w);
+  void emitAPairCopy(const Contraction &c, Value kExt);
   std::optional<Contraction> matchContraction(unsigned id);
   void emitContraction(unsigned id, const Contraction &c);
 
@@ -399,6 +412,10 @@ private:
   llvm::DenseMap<unsigned, Value> rankValue; // global value of a rank
   llvm::DenseMap<unsigned, Value> rankLocal; // index within the buffer
   SmallVector<Value> argMems;
+  /// bf16 arguments: the memref recast with a static unit innermost stride,
+  /// and whether the argument's innermost stride is 1 (the recast is used
+  /// only where it is; see pairLoadWide).
+  llvm::DenseMap<unsigned, std::pair<Value, Value>> argUnitInner;
   Value rowBase, rowValid, keyValid, keyStep, keyBegin, keyEnd;
   /// Key tiles [fullBegin, fullEnd) that the mask keeps entirely for every
   /// row of the task (the mask is not evaluated there), and whether the
@@ -1831,6 +1848,18 @@ CpuLowering::matchContraction(unsigned id) {
       c.pairs = true;
       c.pairBuf = pairBuffers.size();
       pairBuffers.push_back({bId, *localExtent(c.k), Value()});
+      // A read along its innermost dimension by i (V[.., p, f] with i = f):
+      // copied in pairs when that dimension is contiguous.
+      ArrayRef<ExprAttr> aArgs = c.a.getArgs();
+      std::optional<int64_t> iExt = localExtent(c.i);
+      if (iExt && *iExt % options.vectorWidth == 0 &&
+          aArgs.back().getIndex() == gc.dim(c.i) &&
+          llvm::none_of(aArgs.drop_back(), [&](ExprAttr ix) {
+            return ix.getIndex().isFunctionOfDim(c.i);
+          })) {
+        c.aPairBuf = aPairBuffers.size();
+        aPairBuffers.push_back({*localExtent(c.k), *iExt, Value()});
+      }
     }
     return c;
   }
@@ -1858,6 +1887,46 @@ bool CpuLowering::pairable(const Contraction &c) {
     return false;
   auto nt = cast<NamedTensorType>(cascade.getFunctionType().getInput(aId));
   return nt.getElementType().isBF16();
+}
+
+/// Whether A's pairs (k, k + 1) may be read as one 32-bit load: A's
+/// innermost index is k itself (no other index uses it) and the k extent is
+/// static and even (the last pair has no partner past the end). Returns the
+/// run-time condition (A's innermost stride is 1), or null.
+Value CpuLowering::pairWideGuard(const Contraction &c) {
+  auto it = argUnitInner.find(c.a.getInput());
+  if (c.aPairBuf >= 0)
+    return it == argUnitInner.end() ? Value() : it->second.second;
+  std::optional<int64_t> ext = localExtent(c.k);
+  if (it == argUnitInner.end() || !ext || *ext % 2 != 0)
+    return Value();
+  ArrayRef<ExprAttr> args = c.a.getArgs();
+  if (args.back().getIndex() != gc.dim(c.k))
+    return Value();
+  for (ExprAttr ix : args.drop_back())
+    if (ix.getIndex().isFunctionOfDim(c.k))
+      return Value();
+  return it->second.second;
+}
+
+/// A's pair at (k, k + 1) (k = rankValue[c.k]) as one 32-bit load from the
+/// unit-stride view, broadcast to the 2w bf16 lanes of vdpbf16ps.
+Value CpuLowering::pairLoadWide(ExprAttr load, int64_t w) {
+  SmallVector<Value> idx;
+  for (ExprAttr ix : load.getArgs())
+    idx.push_back(emitIndexExpr(ix));
+  Value pair = vector::LoadOp::create(
+      b, loc, VectorType::get({2}, b.getBF16Type()),
+      argUnitInner.lookup(load.getInput()).first, idx);
+  Value word = vector::ExtractOp::create(
+      b, loc,
+      vector::BitCastOp::create(b, loc, VectorType::get({1}, b.getI32Type()),
+                                pair),
+      ArrayRef<int64_t>{0});
+  Value v = vector::BroadcastOp::create(
+      b, loc, VectorType::get({w}, b.getI32Type()), word);
+  return vector::BitCastOp::create(
+      b, loc, VectorType::get({2 * w}, b.getBF16Type()), v);
 }
 
 void CpuLowering::emitPack(Pack &p) {
@@ -1895,6 +1964,14 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
   if (c.pairs && c.pack < 0) {
     emitPairCopy(c, kExt);
     bMem = pairBuffers[c.pairBuf].mem;
+  }
+  Value aPairs;
+  if (Value isUnit = c.aPairBuf >= 0 ? pairWideGuard(c) : Value()) {
+    auto ifOp = scf::IfOp::create(b, loc, TypeRange{}, isUnit, false);
+    OpBuilder::InsertionGuard g0(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    emitAPairCopy(c, kExt);
+    aPairs = aPairBuffers[c.aPairBuf].mem;
   }
   // With pairs the k loop steps over pairs of k.
   Value kSteps =
@@ -1986,6 +2063,8 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
             b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
         init.assign(rows * jb, zero);
       }
+      // The k loop; `wide`: A's pairs read as one 32-bit load each.
+      auto emitKLoop = [&](bool wide) -> scf::ForOp {
       auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kSteps, cIndex(1), init);
       if (c.pairs) {
         // vdpbf16ps: acc[j] += A[i, 2kp] B[2kp, j] + A[i, 2kp+1] B[2kp+1, j].
@@ -2006,10 +2085,30 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
         for (int64_t r = 0; r < rows; ++r) {
           rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
           rankValue[c.k] = k0;
-          Value a0 = emitLoadRaw(c.a);
-          rankValue[c.k] = k1;
-          Value a1 = emitLoadRaw(c.a);
-          Value a = pairBroadcast(a0, a1);
+          Value a;
+          if (wide && aPairs) {
+            // The pair (2 kp, 2 kp + 1) of row i of the copy, as one word.
+            Value pair = vector::LoadOp::create(
+                b, loc, VectorType::get({2}, b.getBF16Type()), aPairs,
+                ValueRange{kp, arith::MulIOp::create(b, loc, rankValue[c.i],
+                                                     cIndex(2))});
+            Value word = vector::ExtractOp::create(
+                b, loc,
+                vector::BitCastOp::create(
+                    b, loc, VectorType::get({1}, b.getI32Type()), pair),
+                ArrayRef<int64_t>{0});
+            a = vector::BitCastOp::create(
+                b, loc, pairT,
+                vector::BroadcastOp::create(
+                    b, loc, VectorType::get({w}, b.getI32Type()), word));
+          } else if (wide) {
+            a = pairLoadWide(c.a, w);
+          } else {
+            Value a0 = emitLoadRaw(c.a);
+            rankValue[c.k] = k1;
+            Value a1 = emitLoadRaw(c.a);
+            a = pairBroadcast(a0, a1);
+          }
           for (int64_t cc = 0; cc < jb; ++cc)
             next.push_back(LLVM::CallIntrinsicOp::create(
                                b, loc, vt, dot,
@@ -2041,13 +2140,31 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
         rankValue.erase(c.k);
         rankValue.erase(c.i);
       }
+      return kLoop;
+      };
+      SmallVector<Value> kRes;
+      if (Value isUnit = c.pairs ? pairWideGuard(c) : Value()) {
+        // Versioned on the innermost stride of A (known only at run time).
+        auto ifOp = scf::IfOp::create(b, loc, ValueRange(init).getTypes(),
+                                      isUnit, /*withElse=*/true);
+        for (bool wide : {true, false}) {
+          OpBuilder::InsertionGuard g3(b);
+          b.setInsertionPointToStart(wide ? &ifOp.getThenRegion().front()
+                                          : &ifOp.getElseRegion().front());
+          scf::YieldOp::create(b, loc, emitKLoop(wide).getResults());
+        }
+        kRes.assign(ifOp.getResults().begin(), ifOp.getResults().end());
+      } else {
+        scf::ForOp kLoop = emitKLoop(false);
+        kRes.assign(kLoop.getResults().begin(), kLoop.getResults().end());
+      }
       // Scale, condition, store (and the fused reduction) of the tile.
       auto epilogue = [&](bool masked, SmallVector<Value> reduced) {
         for (int64_t r = 0; r < rows; ++r) {
           Value ii = arith::AddIOp::create(b, loc, i0, cIndex(r));
           rankValue[c.i] = ii;
           for (int64_t cc = 0; cc < jb; ++cc) {
-            Value v = kLoop.getResult(r * jb + cc);
+            Value v = kRes[r * jb + cc];
             if (c.scale != 1.0)
               v = arith::MulFOp::create(b, loc, v, like(cF32(c.scale), v));
             if (masked) {
@@ -2147,6 +2264,54 @@ void CpuLowering::emitPairCopy(const Contraction &c, Value kExt) {
   vector::StoreOp::create(b, loc, mixed, pb.mem,
                           ValueRange{kp, arith::MulIOp::create(
                                              b, loc, col, cIndex(2))});
+}
+
+/// Copies A (a bf16 tensor with unit innermost stride along i) into bf16
+/// pairs [k / 2, 2 * i] for the k extent `kExt` of this contraction: rows
+/// 2 kp and 2 kp + 1 read as vectors and interleaved (the partner of an odd
+/// last k is 0; rows past kExt are never read).
+void CpuLowering::emitAPairCopy(const Contraction &c, Value kExt) {
+  int64_t w = options.vectorWidth;
+  APairBuffer &ab = aPairBuffers[c.aPairBuf];
+  Value src = argUnitInner.lookup(c.a.getInput()).first;
+  auto ht = VectorType::get({w}, b.getBF16Type());
+  Value npair = arith::CeilDivSIOp::create(b, loc, kExt, cIndex(2));
+  Value last = arith::SubIOp::create(b, loc, kExt, cIndex(1));
+  SmallVector<int64_t> mix;
+  for (int64_t j = 0; j < w; ++j)
+    mix.append({j, j + w});
+  auto kLoop = scf::ForOp::create(b, loc, cIndex(0), npair, cIndex(1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(kLoop.getBody());
+  Value kp = kLoop.getInductionVar();
+  Value k0 = arith::MulIOp::create(b, loc, kp, cIndex(2));
+  Value k1 = arith::AddIOp::create(b, loc, k0, cIndex(1));
+  Value has1 =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, k1, kExt);
+  Value k1c = minIndex(k1, last);
+  auto iLoop = scf::ForOp::create(b, loc, cIndex(0), cIndex(ab.iExtent),
+                                  cIndex(w));
+  b.setInsertionPointToStart(iLoop.getBody());
+  Value i = iLoop.getInductionVar();
+  auto rowAt = [&](Value k) {
+    rankValue[c.k] = k;
+    rankValue[c.i] = i;
+    SmallVector<Value> idx;
+    for (ExprAttr ix : c.a.getArgs())
+      idx.push_back(emitIndexExpr(ix));
+    return vector::LoadOp::create(b, loc, ht, src, idx).getResult();
+  };
+  Value lo = rowAt(k0);
+  Value hi = rowAt(k1c);
+  rankValue.erase(c.k);
+  rankValue.erase(c.i);
+  Value zero = arith::ConstantOp::create(
+      b, loc, ht, DenseElementsAttr::get(ht, b.getFloatAttr(b.getBF16Type(), 0)));
+  hi = arith::SelectOp::create(b, loc, has1, hi, zero);
+  Value mixed = vector::ShuffleOp::create(b, loc, lo, hi, mix);
+  vector::StoreOp::create(
+      b, loc, mixed, ab.mem,
+      ValueRange{kp, arith::MulIOp::create(b, loc, i, cIndex(2))});
 }
 
 void CpuLowering::emitInitState(unsigned id) {
@@ -2249,6 +2414,29 @@ FailureOr<func::FuncOp> CpuLowering::run() {
   Value sizes = entry->getArgument(0);
   for (unsigned i = 0; i < tensorTypes.size(); ++i)
     argMems.push_back(entry->getArgument(1 + i));
+  for (unsigned i = 0; i < ft.getNumInputs(); ++i)
+    if (auto mt = cast<MemRefType>(argMems[i].getType());
+        options.bf16Dot && mt.getElementType().isBF16() && mt.getRank() > 0) {
+      // The same view with the innermost stride declared 1: a bf16 pair
+      // (k, k + 1) along the innermost dimension is then one 32-bit load.
+      auto md = memref::ExtractStridedMetadataOp::create(b, loc, argMems[i]);
+      SmallVector<OpFoldResult> sizesOf, stridesOf;
+      for (Value v : md.getSizes())
+        sizesOf.push_back(v);
+      for (Value v : md.getStrides().drop_back())
+        stridesOf.push_back(v);
+      stridesOf.push_back(b.getIndexAttr(1));
+      SmallVector<int64_t> st(mt.getRank(), ShapedType::kDynamic);
+      st.back() = 1;
+      auto unitT = MemRefType::get(
+          mt.getShape(), mt.getElementType(),
+          StridedLayoutAttr::get(ctx, ShapedType::kDynamic, st));
+      Value unit = memref::ReinterpretCastOp::create(
+          b, loc, unitT, argMems[i], md.getOffset(), sizesOf, stridesOf);
+      Value isUnit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                           md.getStrides().back(), cIndex(1));
+      argUnitInner[i] = {unit, isUnit};
+    }
   Value begin = entry->getArgument(argTypes.size() - 2);
   Value end = entry->getArgument(argTypes.size() - 1);
 
@@ -2293,6 +2481,12 @@ FailureOr<func::FuncOp> CpuLowering::run() {
 
   // Packed operands of the contractions ([k, row], zero rows past the end).
   // In bf16 pairs: [ceil(k / 2), 2 * row], the odd row's partner zero.
+  for (APairBuffer &ab : aPairBuffers) {
+    auto type = MemRefType::get({(ab.kExtent + 1) / 2, 2 * ab.iExtent},
+                                b.getBF16Type());
+    ab.mem = memref::AllocOp::create(b, loc, type, b.getI64IntegerAttr(64));
+    allocs.push_back(ab.mem);
+  }
   for (PairBuffer &pb : pairBuffers) {
     auto type = MemRefType::get({(pb.kExtent + 1) / 2, 2 * plan.rowTile},
                                 b.getBF16Type());

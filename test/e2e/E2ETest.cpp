@@ -551,6 +551,37 @@ TEST_CASE("non-contiguous layouts ([b, m, h, e] storage)", "[e2e]") {
   check(run, 3);
 }
 
+TEST_CASE("bf16 K and V stored [b, h, e, p]: innermost stride != 1",
+          "[e2e][bf16]") {
+  // With AVX512-BF16 the QK dot product reads K's pair (e, e + 1) as one
+  // 32-bit load, and P V copies V's rows in pairs with vector loads, when
+  // their innermost stride is 1; otherwise both take the two-load form. The
+  // kernel picks at run time. Here e (f) has stride |p|: K alone, V alone,
+  // both.
+  for (const char *name : {"mha_bf16_d128", "mha_bf16"})
+    for (unsigned which : {1u, 2u, 3u}) {
+      const E2EKernel &k = kernel(name);
+      Variant v(k);
+      int64_t B = 1, H = 2, M = 33, P = 77;
+      Run run = prepare(v, sizesFor(v, M, P, H, B), 17);
+      for (unsigned arg : {1u, 2u}) {
+        if (!(which & arg))
+          continue;
+        Buffer &kb = run.args[arg];
+        int64_t E = kb.shape[3];
+        std::vector<uint16_t> t(kb.bits.size());
+        for (int64_t bh = 0; bh < B * H; ++bh)
+          for (int64_t p = 0; p < P; ++p)
+            for (int64_t e = 0; e < E; ++e)
+              t[(bh * E + e) * P + p] = kb.bits[(bh * P + p) * E + e];
+        kb.bits = t;
+        kb.strides = {H * E * P, E * P, 1, P};
+      }
+      REQUIRE(call(k, run) == ATTN_OK);
+      check(run, 3, 1e-2, 1.6e-2);
+    }
+}
+
 TEST_CASE("bad arguments return a status and write nothing", "[e2e]") {
   const E2EKernel &k = kernel("gqa");
   Variant v(k);
