@@ -68,6 +68,9 @@ struct MhaPlan {
   int64_t dQK = 0, dV = 0;
   unsigned numTaskRanks = 0; ///< leading ranks of every tensor
   std::string rowRank, keyRank, keyOuter, keyInner;
+  /// Per leading rank: K and V read it at `t floordiv kvDiv` (GQA/MQA: the
+  /// query heads of a group share one K/V head); 1 elsewhere.
+  SmallVector<int64_t> kvDiv;
   Type storage;  ///< Q, K, V element type in memory
   Type oElem;    ///< O element type in memory
 };
@@ -83,6 +86,22 @@ static std::optional<StringRef> dimName(ExprAttr ix, ArrayAttr space) {
   if (auto d = dyn_cast_or_null<AffineDimExpr>(e))
     return cast<StringAttr>(space[d.getPosition()]).getValue();
   return std::nullopt;
+}
+
+/// The rank of a plain index `t`, or of `t floordiv c` (c > 0) with its c.
+static std::optional<std::pair<StringRef, int64_t>>
+dimOrGroup(ExprAttr ix, ArrayAttr space) {
+  if (auto n = dimName(ix, space))
+    return std::make_pair(*n, int64_t(1));
+  auto fd = dyn_cast_or_null<AffineBinaryOpExpr>(indexOf(ix));
+  if (!fd || fd.getKind() != AffineExprKind::FloorDiv)
+    return std::nullopt;
+  auto d = dyn_cast<AffineDimExpr>(fd.getLHS());
+  auto c = dyn_cast<AffineConstantExpr>(fd.getRHS());
+  if (!d || !c || c.getValue() <= 0)
+    return std::nullopt;
+  return std::make_pair(cast<StringAttr>(space[d.getPosition()]).getValue(),
+                        c.getValue());
 }
 
 class Recognizer {
@@ -255,12 +274,19 @@ bool Recognizer::matchScore(EinsumOp op) {
               dimName(ki.back(), space) == red &&
               indexOf(ki[n]) && isKeyIndex(indexOf(ki[n]), space) &&
               dimName(qi[n], space).has_value();
-    for (unsigned i = 0; ok && i < n; ++i)
-      ok = dimName(qi[i], space).has_value() &&
-           dimName(qi[i], space) == dimName(ki[i], space) &&
-           outRanks.size() > i && outRanks[i] == *dimName(qi[i], space);
+    // K's leading indices: Q's, or a group of them (t floordiv c: GQA).
+    SmallVector<int64_t> div;
+    for (unsigned i = 0; ok && i < n; ++i) {
+      auto kd = dimOrGroup(ki[i], space);
+      ok = dimName(qi[i], space).has_value() && kd &&
+           kd->first == *dimName(qi[i], space) && outRanks.size() > i &&
+           outRanks[i] == *dimName(qi[i], space);
+      if (ok)
+        div.push_back(kd->second);
+    }
     if (!ok)
       continue;
+    plan.kvDiv = div;
     plan.score = op;
     plan.qArg = qa.getArgNumber();
     plan.kArg = ka.getArgNumber();
@@ -300,7 +326,7 @@ FailureOr<MhaPlan> Recognizer::run(const GpuLowerOptions &options) {
   if (ops.empty() || !matchScore(ops.front())) {
     refuse(ops.empty() ? cascade.getOperation() : ops.front().getOperation(),
            "the first Einsum is not a score Q[.., m, e] * K[.., p, e] * c "
-           "sum(e) with c > 0 (GQA, gathers and other scores are not "
+           "sum(e) with c > 0 (gathers and other scores are not "
            "supported yet)");
     return failure();
   }
@@ -392,15 +418,17 @@ FailureOr<MhaPlan> Recognizer::run(const GpuLowerOptions &options) {
              indexOf(args[plan.numTaskRanks]) &&
              isKeyIndex(indexOf(args[plan.numTaskRanks]), space) &&
              dimName(args.back(), space).has_value();
-        for (unsigned i = 0; ok && i < plan.numTaskRanks; ++i)
-          ok = dimName(args[i], space) ==
-               StringRef(op.getOutputRanks()[i]);
+        for (unsigned i = 0; ok && i < plan.numTaskRanks; ++i) {
+          auto vd = dimOrGroup(args[i], space);
+          ok = vd && vd->first == StringRef(op.getOutputRanks()[i]) &&
+               vd->second == plan.kvDiv[i];
+        }
         if (ok)
           plan.dV = *cascade.getRankSize(*dimName(args.back(), space));
       });
       if (!ok) {
         refuse(op, "the values must be read as V[.., p, f] with the "
-                   "score's leading ranks");
+                   "score's leading ranks, grouped as K's");
         return failure();
       }
     }
@@ -527,7 +555,7 @@ private:
   /// Issues cp.async copies of rows [row0, row0 + rows) of `src` (rows at
   /// or past `limit` zero-filled) into `dst`; returns the group token.
   Value copyTile(Value src, Value dst, Value row0, int64_t rows, int64_t d,
-                 Value limit);
+                 Value limit, bool kv = false);
   Acc mma(Value a, Value bFrag, ArrayRef<Value> c);
   Value affine(AffineExpr e, ArrayRef<Value> dims, ArrayRef<Value> syms);
   Value predicate(ExprAttr e, ArrayRef<Value> dims, ArrayRef<Value> syms);
@@ -544,7 +572,13 @@ private:
 };
 
 Value KernelBuilder::copyTile(Value src, Value dst, Value row0, int64_t rows,
-                              int64_t d, Value limit) {
+                              int64_t d, Value limit, bool kv) {
+  // K and V: the task's group (t floordiv kvDiv) along grouped ranks.
+  SmallVector<Value> lead(task.begin(), task.end());
+  if (kv)
+    for (auto [t, c] : llvm::zip(lead, plan.kvDiv))
+      if (c != 1)
+        t = arith::DivUIOp::create(b, t, cI(c));
   int64_t chunks = d / 8, total = rows * chunks;
   SmallVector<Value> tokens;
   auto tokTy = nvgpu::DeviceAsyncTokenType::get(b.getContext());
@@ -557,7 +591,7 @@ Value KernelBuilder::copyTile(Value src, Value dst, Value row0, int64_t rows,
     Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, g, limit);
     Value gs = arith::SelectOp::create(b, valid, g, cI(0));
     Value n = arith::SelectOp::create(b, valid, cI(8), cI(0));
-    SmallVector<Value> srcIdx(task.begin(), task.end());
+    SmallVector<Value> srcIdx(lead);
     srcIdx.append({gs, c});
     tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
         b, tokTy, dst, ValueRange{r, c}, src, srcIdx, b.getIndexAttr(8), n,
@@ -912,7 +946,8 @@ FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
   // The first K tile.
   Value beginIdx = arith::IndexCastOp::create(b, b.getIndexType(), tBegin);
   Value endIdx = arith::IndexCastOp::create(b, b.getIndexType(), tEnd);
-  copyTile(k, sK, arith::MulIOp::create(b, beginIdx, cI(T)), T, dQK, numKeys);
+  copyTile(k, sK, arith::MulIOp::create(b, beginIdx, cI(T)), T, dQK, numKeys,
+           /*kv=*/true);
 
   // The key loop. Carried: O fragments (dV / 8 n8 tiles x 4), the running
   // max m (log2 units: max of s * scale * log2 e) and the lane's partial
@@ -930,7 +965,7 @@ FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
     auto carried = loop.getRegionIterArgs();
     Value key0 = arith::MulIOp::create(b, j, cI(T));
     // V(j) is loaded while S = Q K(j)^T runs.
-    Value gv = copyTile(v, sV, key0, T, dV, numKeys);
+    Value gv = copyTile(v, sV, key0, T, dV, numKeys, /*kv=*/true);
     nvgpu::DeviceAsyncWaitOp::create(b, gv, b.getI32IntegerAttr(1));
     gpu::BarrierOp::create(b);
     SmallVector<Acc> s(T / 8, Acc(4, zero));
@@ -954,7 +989,7 @@ FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
     Value nextValid = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, next, endIdx);
     Value nextRow = arith::SelectOp::create(
         b, nextValid, arith::MulIOp::create(b, next, cI(T)), numKeys);
-    copyTile(k, sK, nextRow, T, dQK, numKeys);
+    copyTile(k, sK, nextRow, T, dQK, numKeys, /*kv=*/true);
 
     // Mask: the score's condition and keys past |p|; masked scores -inf.
     Value cc = cF(c);

@@ -232,6 +232,8 @@ static void emulate(void **params, int causal) {
   at = read_desc(params, at, 4, &o);
   read_desc(params, at, 3, &l);
   int64_t P = k.size[2], d = q.size[3], dv = v.size[3];
+  /* GQA: query head h reads K/V head h / (|h| / |kv heads|). */
+  int64_t group = k.size[1] ? q.size[1] / k.size[1] : 1;
   double *s = (double *)malloc(sizeof(double) * (size_t)(P ? P : 1));
   for (int64_t b = 0; b < q.size[0]; ++b)
     for (int64_t h = 0; h < q.size[1]; ++h)
@@ -242,7 +244,7 @@ static void emulate(void **params, int causal) {
         double mx = -INFINITY, sum = 0;
         for (int64_t p = 0; p < P; ++p) {
           const uint16_t *kr = (const uint16_t *)k.ptr + b * k.stride[0] +
-                               h * k.stride[1] + p * k.stride[2];
+                               (h / group) * k.stride[1] + p * k.stride[2];
           double acc = 0;
           for (int64_t e = 0; e < d; ++e)
             acc += bf16_load(qr + e) * bf16_load(kr + e);
@@ -260,7 +262,7 @@ static void emulate(void **params, int causal) {
             if (!isinf(s[p]))
               acc += exp(s[p] - mx) *
                      bf16_load((const uint16_t *)v.ptr + b * v.stride[0] +
-                               h * v.stride[1] + p * v.stride[2] + f);
+                               (h / group) * v.stride[1] + p * v.stride[2] + f);
           orow[f] = bf16_round(sum > 0 ? acc / sum : 0);
         }
         if (l.ptr)

@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "gpu_causal.h"
+#include "gpu_gqa.h"
 #include "gpu_mha.h"
 #include "gpu_mha_d128.h"
 
@@ -140,6 +141,7 @@ struct Case {
   int64_t d, b, h, lq, lk;
   int64_t qRowStride; // 0: compact (d)
   bool withLse;
+  int64_t group = 1; // query heads per K/V head (GQA); K, V: [b, h / group, p, d]
 };
 
 using Entry = std::function<attn_status(const attn_tensor *, const attn_tensor *,
@@ -148,10 +150,11 @@ using Entry = std::function<attn_status(const attn_tensor *, const attn_tensor *
 
 bool runCase(const Case &c, const Entry &entry, std::mt19937 &rng) {
   const int64_t d = c.d, B = c.b, H = c.h, M = c.lq, P = c.lk;
+  const int64_t HK = H / c.group;
   const int64_t qs = c.qRowStride ? c.qRowStride : d;
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<uint16_t> q(B * H * M * qs, 0), k(B * H * P * d),
-      v(B * H * P * d);
+  std::vector<uint16_t> q(B * H * M * qs, 0), k(B * HK * P * d),
+      v(B * HK * P * d);
   for (int64_t i = 0; i < B * H * M; ++i)
     for (int64_t e = 0; e < d; ++e)
       q[i * qs + e] = toBf16(dist(rng));
@@ -168,7 +171,7 @@ bool runCase(const Case &c, const Entry &entry, std::mt19937 &rng) {
     CU(cu.memcpyHtoD(dv.ptr, v.data(), v.size() * 2));
   }
   const attn_dtype bf16{ATTN_DTYPE_BFLOAT, 16, 1}, f32{ATTN_DTYPE_FLOAT, 32, 1};
-  int64_t qShape[] = {B, H, M, d}, kShape[] = {B, H, P, d},
+  int64_t qShape[] = {B, H, M, d}, kShape[] = {B, HK, P, d},
           oShape[] = {B, H, M, d}, lShape[] = {B, H, M};
   int64_t qStrides[] = {H * M * qs, M * qs, qs, 1};
   attn_tensor tq = cudaTensor(dq.ptr, bf16, qShape, 4, qStrides),
@@ -195,12 +198,14 @@ bool runCase(const Case &c, const Entry &entry, std::mt19937 &rng) {
   std::vector<double> s(P);
   for (int64_t bh = 0; bh < B * H; ++bh)
     for (int64_t m = 0; m < M; ++m) {
+      // The K/V head of query head h: h / group.
+      const int64_t kvh = (bh / H) * HK + (bh % H) / c.group;
       double mx = -INFINITY;
       for (int64_t p = 0; p < P; ++p) {
         double acc = 0;
         for (int64_t e = 0; e < d; ++e)
           acc += double(fromBf16(q[(bh * M + m) * qs + e])) *
-                 fromBf16(k[(bh * P + p) * d + e]);
+                 fromBf16(k[(kvh * P + p) * d + e]);
         s[p] = c.causal && p > m ? -INFINITY : acc * scale;
         mx = std::max(mx, s[p]);
       }
@@ -211,7 +216,7 @@ bool runCase(const Case &c, const Entry &entry, std::mt19937 &rng) {
         double ref = 0;
         for (int64_t p = 0; p < P; ++p)
           if (!std::isinf(s[p]))
-            ref += std::exp(s[p] - mx) * fromBf16(v[(bh * P + p) * d + f]);
+            ref += std::exp(s[p] - mx) * fromBf16(v[(kvh * P + p) * d + f]);
         ref = sum > 0 ? ref / sum : 0;
         double got = fromBf16(o[(bh * M + m) * d + f]);
         double err = std::fabs(got - ref);
@@ -233,10 +238,10 @@ bool runCase(const Case &c, const Entry &entry, std::mt19937 &rng) {
           ++bad;
       }
     }
-  std::printf("%s %s d=%lld b=%lld h=%lld Lq=%lld Lk=%lld%s%s: max |err| O "
-              "%.2e, LSE %.2e, %lld out of tolerance\n",
+  std::printf("%s %s d=%lld b=%lld h=%lld (kv %lld) Lq=%lld Lk=%lld%s%s: "
+              "max |err| O %.2e, LSE %.2e, %lld out of tolerance\n",
               bad ? "FAIL" : "ok  ", c.kernel, (long long)d, (long long)B,
-              (long long)H, (long long)M, (long long)P,
+              (long long)H, (long long)HK, (long long)M, (long long)P,
               c.qRowStride ? " (q rows padded)" : "",
               c.withLse ? "" : " (no lse)", maxErrO, maxErrL, (long long)bad);
   return bad == 0;
@@ -277,6 +282,12 @@ int main() {
     gpu_mha_d128_mha_args a{q, k, v, o, l};
     return gpu_mha_d128_mha(&a, nullptr);
   };
+  auto gqa = [](const attn_tensor *q, const attn_tensor *k,
+                const attn_tensor *v, const attn_tensor *o,
+                const attn_tensor *l) {
+    gpu_gqa_gqa_args a{q, k, v, o, l};
+    return gpu_gqa_gqa(&a, nullptr);
+  };
   const Case cases[] = {
       {"gpu_mha_mha", false, 64, 2, 3, 113, 113, 0, true},
       {"gpu_mha_mha", false, 64, 1, 2, 1, 1, 0, true},
@@ -291,13 +302,17 @@ int main() {
       {"gpu_causal_causal", true, 64, 1, 1, 1, 113, 0, true},
       {"gpu_mha_d128_mha", false, 128, 1, 2, 113, 113, 0, true},
       {"gpu_mha_d128_mha", false, 128, 1, 1, 1, 1, 0, true},
+      // GQA: 4 query heads per K/V head (examples/gqa.mlir); decode too.
+      {"gpu_gqa_gqa", false, 64, 2, 8, 113, 130, 0, true, 4},
+      {"gpu_gqa_gqa", false, 64, 1, 4, 1, 200, 0, true, 4},
   };
   std::mt19937 rng(20261123);
   int failed = 0;
   for (const Case &c : cases) {
-    const Entry entry = c.d == 128 ? Entry(mha128)
-                        : c.causal ? Entry(causal)
-                                   : Entry(mha);
+    const Entry entry = c.group > 1  ? Entry(gqa)
+                        : c.d == 128 ? Entry(mha128)
+                        : c.causal   ? Entry(causal)
+                                     : Entry(mha);
     failed += !runCase(c, entry, rng);
   }
   std::printf("%d of %zu cases failed\n", failed, sizeof cases / sizeof *cases);

@@ -20,17 +20,18 @@ attn.cascade @negative_f32 ranks(b, h, m, p, e = 64, f = 64)
 
 // -----
 
-/// GQA: K is read at head h floordiv 4, not at the score's own head.
+/// K read at head h mod 4: neither the score's own head nor a group of
+/// heads (GQA's h floordiv 4 is lowered: lower-gpu-gqa.mlir).
 // expected-remark @below {{derived the 1-pass form}}
-attn.cascade @negative_gqa ranks(b, h, g, m, p, e = 64, f = 64) where(h = 4 * g)
+attn.cascade @negative_head_mod ranks(b, h, g, m, p, e = 64, f = 64) where(h = 4 * g)
     (%q: !attn.t<[b, h, m, e], bf16>, %k: !attn.t<[b, g, p, e], bf16>, %v: !attn.t<[b, g, p, f], bf16>)
     -> (o: !attn.t<[b, h, m, f], f32>) {
   // expected-error @below {{attn-lower-gpu: the first Einsum is not a score Q[.., m, e] * K[.., p, e] * c sum(e) with c > 0}}
-  %qk = attn.einsum [b, h, m, p] = %q[b, h, m, e] * %k[b, h floordiv 4, p, e] * 0.125 sum(e) : f32
+  %qk = attn.einsum [b, h, m, p] = %q[b, h, m, e] * %k[b, h mod 4, p, e] * 0.125 sum(e) : f32
   %gm = attn.einsum [b, h, m] = %qk[b, h, m, p] max(p) : f32
   %sn = attn.einsum [b, h, m, p] = exp(%qk[b, h, m, p] - %gm[b, h, m]) : f32
   %sd = attn.einsum [b, h, m] = %sn[b, h, m, p] sum(p) : f32
-  %o = attn.einsum [b, h, m, f] = %sn[b, h, m, p] * %v[b, h floordiv 4, p, f] / %sd[b, h, m] sum(p) : f32
+  %o = attn.einsum [b, h, m, f] = %sn[b, h, m, p] * %v[b, h mod 4, p, f] / %sd[b, h, m] sum(p) : f32
   attn.yield %o : !attn.t<[b, h, m, f], f32>
 }
 
