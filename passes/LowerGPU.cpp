@@ -61,6 +61,9 @@ namespace {
 /// What the kernel needs to know about the cascade.
 struct MhaPlan {
   EinsumOp score;                    ///< S = Q K^T * scale [if cond else -inf]
+  /// Optional: X = f(S, ranks) [if cond else -inf] between the score and the
+  /// softmax (soft-capping, ALiBi), evaluated on the score registers.
+  EinsumOp transform;
   int qArg = -1, kArg = -1, vArg = -1; ///< cascade argument numbers
   int oResult = -1, lseResult = -1;  ///< yield positions
   double scale = 1.0;
@@ -110,6 +113,7 @@ public:
   FailureOr<MhaPlan> run(const GpuLowerOptions &options);
 
 private:
+  bool isScoreTransform(EinsumOp op);
   InFlightDiagnostic refuse(Operation *at, const Twine &why) {
     return at->emitOpError("attn-lower-gpu: ") << why;
   }
@@ -233,6 +237,42 @@ std::string Recognizer::skeleton(EinsumOp op) {
   return s;
 }
 
+/// X[t.., m, p1, p0] = f(S[t.., m, p1, p0]) [if (cond) else -inf]: no
+/// reduction, the score's output ranks, S read once at its own point, and
+/// otherwise constants, affine values of the ranks and + - * / neg max min
+/// exp exp2 tanh (what the kernel evaluates per score register).
+bool Recognizer::isScoreTransform(EinsumOp op) {
+  if (op.getReducer() != Reducer::None || op.getPopulate() ||
+      !op.getIterativeRank().empty() ||
+      op.getOutputRanks() != plan.score.getOutputRanks() ||
+      op.getInputs().size() != 1 || op.getInputs()[0] != plan.score.getResult())
+    return false;
+  ArrayAttr space = op.getSpace();
+  auto outRanks = op.getOutputRanks();
+  int loads = 0;
+  bool ok = true;
+  op.getExpr().walk([&](ExprAttr n) {
+    switch (n.getKind()) {
+    case ExprKind::Load: {
+      ++loads;
+      auto args = n.getArgs();
+      ok &= n.getInput() == 0 && args.size() == outRanks.size();
+      for (auto [i, ix] : llvm::enumerate(args))
+        ok &= ok && dimName(ix, space) == StringRef(outRanks[i]);
+      break;
+    }
+    case ExprKind::Const: case ExprKind::Index: case ExprKind::Add:
+    case ExprKind::Sub: case ExprKind::Mul: case ExprKind::Div:
+    case ExprKind::Neg: case ExprKind::Max: case ExprKind::Min:
+    case ExprKind::Exp: case ExprKind::Exp2: case ExprKind::Tanh:
+      break;
+    default:
+      ok = false;
+    }
+  });
+  return ok && loads == 1;
+}
+
 /// S[t.., m, p1, p0] = Q[t.., m, e] * K[t.., p1 * T + p0, e] * c sum(e)
 ///   [if (affine conjuncts) else -inf]
 bool Recognizer::matchScore(EinsumOp op) {
@@ -337,10 +377,21 @@ FailureOr<MhaPlan> Recognizer::run(const GpuLowerOptions &options) {
   role[body.getArgument(plan.vArg)] = "V";
   role[plan.score.getResult()] = "S";
 
-  // The score's condition: comparisons of affine values, joined by `and`,
-  // with else -inf.
-  if (auto cond = plan.score.getCond()) {
-    auto fill = plan.score.getFill();
+  // A score transform: X = f(S at its own point, constants, rank values)
+  // with the score's output ranks (soft-capping, ALiBi). Its result takes
+  // the role of S for the softmax templates.
+  if (ops.size() > 1 && isScoreTransform(ops[1])) {
+    plan.transform = ops[1];
+    role[plan.score.getResult()] = "S0";
+    role[plan.transform.getResult()] = "S";
+    ops.erase(ops.begin() + 1);
+  }
+
+  // The conditions of the score (and of the transform): comparisons of
+  // affine values, joined by `and`, with else -inf.
+  for (EinsumOp masked : {plan.score, plan.transform})
+  if (auto cond = masked ? masked.getCond() : std::nullopt) {
+    auto fill = masked.getFill();
     bool affine = fill && fill->isInfinity() && fill->isNegative();
     SmallVector<ExprAttr> work{*cond};
     while (affine && !work.empty()) {
@@ -359,9 +410,9 @@ FailureOr<MhaPlan> Recognizer::run(const GpuLowerOptions &options) {
       }
     }
     if (!affine) {
-      refuse(plan.score, "the score's condition must compare affine values "
-                         "of the ranks (joined by 'and') with else -inf; "
-                         "masks read from tensors are not supported yet");
+      refuse(masked, "the score's condition must compare affine values "
+                     "of the ranks (joined by 'and') with else -inf; "
+                     "masks read from tensors are not supported yet");
       return failure();
     }
   }
@@ -560,6 +611,11 @@ private:
   Value affine(AffineExpr e, ArrayRef<Value> dims, ArrayRef<Value> syms);
   Value predicate(ExprAttr e, ArrayRef<Value> dims, ArrayRef<Value> syms);
   std::pair<Value, Value> keyTileRange(Value rowLo, Value rowHi);
+  void narrowKeyTiles(EinsumOp masked, Value rowLo, Value rowHi, Value &begin,
+                      Value &end);
+  Value transformValue(ExprAttr e, ArrayRef<Value> dims, ArrayRef<Value> syms,
+                       Value s);
+  Value tanhF(Value x);
 
   CascadeOp cascade;
   MhaPlan plan;
@@ -690,16 +746,80 @@ Value KernelBuilder::predicate(ExprAttr e, ArrayRef<Value> dims,
                                affine(args[1].getIndex(), dims, syms));
 }
 
+/// The score transform at one register: S is `s` (already times c), index
+/// values are i32 affine values of the ranks converted to f32.
+Value KernelBuilder::transformValue(ExprAttr e, ArrayRef<Value> dims,
+                                    ArrayRef<Value> syms, Value s) {
+  // Operands in order (the IR reads left to right).
+  SmallVector<Value> a;
+  if (e.getKind() != ExprKind::Load)
+    for (ExprAttr x : e.getArgs())
+      a.push_back(transformValue(x, dims, syms, s));
+  auto arg = [&](unsigned i) { return a[i]; };
+  switch (e.getKind()) {
+  case ExprKind::Load:
+    return s;
+  case ExprKind::Const:
+    return cF(e.getConstValue());
+  case ExprKind::Index:
+    return arith::SIToFPOp::create(b, b.getF32Type(),
+                                   affine(e.getIndex(), dims, syms));
+  case ExprKind::Add:
+    return arith::AddFOp::create(b, arg(0), arg(1));
+  case ExprKind::Sub:
+    return arith::SubFOp::create(b, arg(0), arg(1));
+  case ExprKind::Mul:
+    return arith::MulFOp::create(b, arg(0), arg(1));
+  case ExprKind::Div:
+    return arith::DivFOp::create(b, arg(0), arg(1));
+  case ExprKind::Neg:
+    return arith::NegFOp::create(b, arg(0));
+  case ExprKind::Max:
+    return arith::MaximumFOp::create(b, arg(0), arg(1));
+  case ExprKind::Min:
+    return arith::MinimumFOp::create(b, arg(0), arg(1));
+  case ExprKind::Exp:
+    return exp2(arith::MulFOp::create(b, arg(0), cF(M_LOG2E)));
+  case ExprKind::Exp2:
+    return exp2(arg(0));
+  case ExprKind::Tanh:
+    return tanhF(arg(0));
+  default:
+    llvm_unreachable("checked by isScoreTransform");
+  }
+}
+
+/// tanh(x) = sign(x) (1 - 2 / (exp(2 |x|) + 1)) with ex2.approx (relative
+/// error about 2^-22, where tanh.approx.f32 has 2^-11: soft-capping at 30
+/// multiplies the error by 30). exp(2|x|) = inf for large |x| gives 1.
+Value KernelBuilder::tanhF(Value x) {
+  Value ax = math::AbsFOp::create(b, x);
+  Value e2 = exp2(arith::MulFOp::create(b, ax, cF(2 * M_LOG2E)));
+  Value t = arith::SubFOp::create(
+      b, cF(1),
+      arith::DivFOp::create(b, cF(2), arith::AddFOp::create(b, e2, cF(1))));
+  return math::CopySignOp::create(b, t, x);
+}
+
 /// The key tiles [begin, end) that can hold a visible key for some row in
 /// [rowLo, rowHi]: each conjunct `cp * p + cm * m + rest <= 0` (p = p1 * T
 /// + p0 or p itself, other ranks fixed per block) bounds p for the
 /// extreme rows; conjuncts of another form bound nothing.
 std::pair<Value, Value> KernelBuilder::keyTileRange(Value rowLo, Value rowHi) {
   Value begin = c32(0), end = toI32(numTiles);
-  auto cond = plan.score.getCond();
-  if (!cond)
-    return {begin, end};
-  ArrayAttr space = plan.score.getSpace();
+  for (EinsumOp masked : {plan.score, plan.transform})
+    if (masked && masked.getCond())
+      narrowKeyTiles(masked, rowLo, rowHi, begin, end);
+  begin = arith::MaxSIOp::create(b, begin, c32(0));
+  end = arith::MaxSIOp::create(b, begin, end);
+  return {begin, end};
+}
+
+/// keyTileRange for the conjuncts of one Einsum's condition.
+void KernelBuilder::narrowKeyTiles(EinsumOp masked, Value rowLo, Value rowHi,
+                                   Value &begin, Value &end) {
+  auto cond = masked.getCond();
+  ArrayAttr space = masked.getSpace();
   SmallVector<ExprAttr> conjuncts, work{*cond};
   while (!work.empty()) {
     ExprAttr c = work.pop_back_val();
@@ -778,9 +898,6 @@ std::pair<Value, Value> KernelBuilder::keyTileRange(Value rowLo, Value rowHi) {
           b, begin, arith::FloorDivSIOp::create(b, pmin, c32(plan.tile)));
     }
   }
-  begin = arith::MaxSIOp::create(b, begin, c32(0));
-  end = arith::MaxSIOp::create(b, begin, end);
-  return {begin, end};
 }
 
 FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
@@ -1001,9 +1118,10 @@ FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
         Value col = arith::AddIOp::create(b, lcolI, c32(n * 8 + e % 2));
         Value key = arith::AddIOp::create(b, key0i, col);
         Value keep = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, key, keysI);
-        if (auto cond = plan.score.getCond()) {
-          SmallVector<Value> dims;
-          for (auto sp : space) {
+        // Rank values (i32) at this register, in an Einsum's space order.
+        auto at = [&](EinsumOp op, SmallVector<Value> &dims,
+                      SmallVector<Value> &syms) {
+          for (auto sp : op.getSpace()) {
             StringRef nm = cast<StringAttr>(sp).getValue();
             Value val = nm == plan.keyOuter  ? jI
                         : nm == plan.keyInner ? col
@@ -1011,13 +1129,29 @@ FailureOr<gpu::GPUModuleOp> KernelBuilder::run() {
                         : nm == plan.rowRank  ? rowI[e / 2]
                                               : rankValue.lookup(nm);
             dims.push_back(val ? val : c32(0));
+            syms.push_back(rankSize.lookup(nm));
           }
-          SmallVector<Value> syms;
-          for (auto sp : space)
-            syms.push_back(rankSize.lookup(cast<StringAttr>(sp).getValue()));
-          keep = arith::AndIOp::create(b, keep, predicate(*cond, dims, syms));
+        };
+        for (EinsumOp masked : {plan.score, plan.transform}) {
+          if (!masked || !masked.getCond())
+            continue;
+          SmallVector<Value> dims, syms;
+          at(masked, dims, syms);
+          keep = arith::AndIOp::create(
+              b, keep, predicate(*masked.getCond(), dims, syms));
         }
-        Value scaled = arith::MulFOp::create(b, s[n][e], cc);
+        Value scaled;
+        if (plan.transform) {
+          // X = f(c S), then scaled by log2(e) for ex2.
+          SmallVector<Value> dims, syms;
+          at(plan.transform, dims, syms);
+          Value x = transformValue(
+              plan.transform.getExpr(), dims, syms,
+              arith::MulFOp::create(b, s[n][e], cF(plan.scale)));
+          scaled = arith::MulFOp::create(b, x, cF(M_LOG2E));
+        } else {
+          scaled = arith::MulFOp::create(b, s[n][e], cc);
+        }
         s[n][e] = arith::SelectOp::create(b, keep, scaled, ninf);
       }
     // Online softmax for the lane's two rows.

@@ -14,7 +14,8 @@
  * set, "device" memory is host memory (cuMemAlloc = aligned malloc) and
  * cuLaunchKernel computes the attention of an MHA/causal kernel (bf16 q, k,
  * v, o; f32 lse; scale 0.125; causal if the function's name contains
- * "causal") in double precision on the host from the kernel parameters (the
+ * "causal" or "alibi"; soft-capping or ALiBi by the name too) in double
+ * precision on the host from the kernel parameters (the
  * expanded memref descriptors). That checks the numeric test's harness and
  * the parameter passing, never the GPU kernel itself.
  *
@@ -224,7 +225,9 @@ static int read_desc(void **params, int at, int rank, desc *d) {
 }
 
 /* O = softmax(Q K^T * 0.125 [causal]) V and LSE, per (b, h, m). */
-static void emulate(void **params, int causal) {
+/* transform: 0 none, 1 soft-capping 30 tanh(s / 30), 2 ALiBi
+ * s + 2^(-8 (h + 1) / |h|) (p - m) (examples/softcap.mlir, alibi.mlir). */
+static void emulate(void **params, int causal, int transform) {
   desc q, k, v, o, l;
   int at = read_desc(params, 0, 4, &q);
   at = read_desc(params, at, 4, &k);
@@ -248,7 +251,13 @@ static void emulate(void **params, int causal) {
           double acc = 0;
           for (int64_t e = 0; e < d; ++e)
             acc += bf16_load(qr + e) * bf16_load(kr + e);
-          s[p] = causal && p > m ? -INFINITY : acc * 0.125;
+          double x = acc * 0.125;
+          if (transform == 1)
+            x = 30.0 * tanh(x / 30.0);
+          else if (transform == 2)
+            x += exp2(-8.0 * (double)(h + 1) / (double)q.size[1]) *
+                 (double)(p - m);
+          s[p] = causal && p > m ? -INFINITY : x;
           if (s[p] > mx)
             mx = s[p];
         }
@@ -291,6 +300,11 @@ CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
   for (int i = 0; i < state.num_params_to_copy && i < 256; ++i)
     memcpy(&state.params[i], params[i], 8);
   if (getenv("ATTN_FAKE_CUDA_EMULATE"))
-    emulate(params, strstr(state.last_function, "causal") != NULL);
+    emulate(params,
+            strstr(state.last_function, "causal") != NULL ||
+                strstr(state.last_function, "alibi") != NULL,
+            strstr(state.last_function, "softcap") ? 1
+            : strstr(state.last_function, "alibi") ? 2
+                                                   : 0);
   return 0;
 }

@@ -14,9 +14,11 @@
 //===----------------------------------------------------------------------===//
 
 #include "gpu_causal.h"
+#include "gpu_alibi.h"
 #include "gpu_gqa.h"
 #include "gpu_mha.h"
 #include "gpu_mha_d128.h"
+#include "gpu_softcap.h"
 
 #include <dlfcn.h>
 
@@ -142,6 +144,7 @@ struct Case {
   int64_t qRowStride; // 0: compact (d)
   bool withLse;
   int64_t group = 1; // query heads per K/V head (GQA); K, V: [b, h / group, p, d]
+  int transform = 0;  // 1: soft-capping 30 tanh(s / 30); 2: ALiBi (causal)
 };
 
 using Entry = std::function<attn_status(const attn_tensor *, const attn_tensor *,
@@ -206,7 +209,12 @@ bool runCase(const Case &c, const Entry &entry, std::mt19937 &rng) {
         for (int64_t e = 0; e < d; ++e)
           acc += double(fromBf16(q[(bh * M + m) * qs + e])) *
                  fromBf16(k[(kvh * P + p) * d + e]);
-        s[p] = c.causal && p > m ? -INFINITY : acc * scale;
+        double x = acc * scale;
+        if (c.transform == 1)
+          x = 30.0 * std::tanh(x / 30.0);
+        else if (c.transform == 2) // slope 2^(-8 (h + 1) / |h|)
+          x += std::exp2(-8.0 * double(bh % H + 1) / double(H)) * double(p - m);
+        s[p] = c.causal && p > m ? -INFINITY : x;
         mx = std::max(mx, s[p]);
       }
       double sum = 0;
@@ -288,6 +296,18 @@ int main() {
     gpu_gqa_gqa_args a{q, k, v, o, l};
     return gpu_gqa_gqa(&a, nullptr);
   };
+  auto softcap = [](const attn_tensor *q, const attn_tensor *k,
+                    const attn_tensor *v, const attn_tensor *o,
+                    const attn_tensor *l) {
+    gpu_softcap_softcap_args a{q, k, v, o, l};
+    return gpu_softcap_softcap(&a, nullptr);
+  };
+  auto alibi = [](const attn_tensor *q, const attn_tensor *k,
+                  const attn_tensor *v, const attn_tensor *o,
+                  const attn_tensor *l) {
+    gpu_alibi_alibi_args a{q, k, v, o, l};
+    return gpu_alibi_alibi(&a, nullptr);
+  };
   const Case cases[] = {
       {"gpu_mha_mha", false, 64, 2, 3, 113, 113, 0, true},
       {"gpu_mha_mha", false, 64, 1, 2, 1, 1, 0, true},
@@ -305,11 +325,18 @@ int main() {
       // GQA: 4 query heads per K/V head (examples/gqa.mlir); decode too.
       {"gpu_gqa_gqa", false, 64, 2, 8, 113, 130, 0, true, 4},
       {"gpu_gqa_gqa", false, 64, 1, 4, 1, 200, 0, true, 4},
+      // Score transforms evaluated on the registers.
+      {"gpu_softcap_softcap", false, 64, 2, 3, 113, 130, 0, true, 1, 1},
+      {"gpu_softcap_softcap", false, 64, 1, 2, 1, 77, 0, true, 1, 1},
+      {"gpu_alibi_alibi", true, 64, 2, 4, 113, 113, 0, true, 1, 2},
+      {"gpu_alibi_alibi", true, 64, 1, 8, 200, 113, 0, true, 1, 2},
   };
   std::mt19937 rng(20261123);
   int failed = 0;
   for (const Case &c : cases) {
-    const Entry entry = c.group > 1  ? Entry(gqa)
+    const Entry entry = c.transform == 1 ? Entry(softcap)
+                        : c.transform == 2 ? Entry(alibi)
+                        : c.group > 1  ? Entry(gqa)
                         : c.d == 128 ? Entry(mha128)
                         : c.causal   ? Entry(causal)
                                      : Entry(mha);

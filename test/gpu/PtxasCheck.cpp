@@ -1,7 +1,8 @@
 //===- PtxasCheck.cpp - assemble the sm_80 kernels with ptxas -------------===//
 //
 // For each example variant (mha and causal at d = 64 and 128 in bf16, mha at
-// d = 64 in f16, causal-bottom-right, sliding-window and GQA at d = 64 in bf16): attn-derive-online, attn-lower-gpu, the NVVM pipeline, PTX
+// d = 64 in f16, causal-bottom-right, sliding-window, GQA, soft-capping and ALiBi at d = 64
+// in bf16): attn-derive-online, attn-lower-gpu, the NVVM pipeline, PTX
 // by LLVM's NVPTX back end, then `ptxas -v` for sm_80 and sm_90a. Prints one
 // line per kernel (registers, spill bytes, shared memory) and fails if ptxas
 // rejects a kernel, reports a spill, or the PTX lacks the instructions the
@@ -89,7 +90,9 @@ int main() {
                               {"mha", 64, "f16"},
                               {"causal-bottom-right", 64, "bf16"},
                               {"sliding-window", 64, "bf16"},
-                              {"gqa", 64, "bf16"}};
+                              {"gqa", 64, "bf16"},
+                              {"softcap", 64, "bf16"},
+                              {"alibi", 64, "bf16"}};
   int failures = 0;
   llvm::outs() << "variant                      chip    regs  spill(st/ld)  smem\n";
   for (const Variant &v : variants) {

@@ -37,15 +37,15 @@ attn.cascade @negative_head_mod ranks(b, h, g, m, p, e = 64, f = 64) where(h = 4
 
 // -----
 
-/// Soft-capping: a step between the score and the softmax that the kernel
-/// does not have (yet).
+/// A score transform with a function the kernel does not evaluate on the
+/// registers (sigmoid; soft-capping's tanh is lowered: lower-gpu-transform.mlir).
 // expected-remark @below {{derived the 1-pass form}}
-attn.cascade @negative_softcap ranks(b, h, m, p, e = 64, f = 64)
+attn.cascade @negative_sigmoid_cap ranks(b, h, m, p, e = 64, f = 64)
     (%q: !attn.t<[b, h, m, e], bf16>, %k: !attn.t<[b, h, p, e], bf16>, %v: !attn.t<[b, h, p, f], bf16>)
     -> (o: !attn.t<[b, h, m, f], f32>) {
   %s = attn.einsum [b, h, m, p] = %q[b, h, m, e] * %k[b, h, p, e] * 0.125 sum(e) : f32
-  // expected-error @below {{attn-lower-gpu: not a step of the derived online softmax of an MHA-family cascade: none;;;mul(30,tanh(div(S,30)));}}
-  %qk = attn.einsum [b, h, m, p] = 30.0 * tanh(%s[b, h, m, p] / 30.0) : f32
+  // expected-error @below {{attn-lower-gpu: not a step of the derived online softmax of an MHA-family cascade: none;;;mul(30,sigmoid(div(S,30)));}}
+  %qk = attn.einsum [b, h, m, p] = 30.0 * sigmoid(%s[b, h, m, p] / 30.0) : f32
   %gm = attn.einsum [b, h, m] = %qk[b, h, m, p] max(p) : f32
   %sn = attn.einsum [b, h, m, p] = exp(%qk[b, h, m, p] - %gm[b, h, m]) : f32
   %sd = attn.einsum [b, h, m] = %sn[b, h, m, p] sum(p) : f32
