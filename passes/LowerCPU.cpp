@@ -55,6 +55,7 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/SmallBitVector.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <cmath>
 
@@ -351,6 +352,7 @@ private:
   void emitPairCopy(const Contraction &c, Value kExt);
   Value pairWideGuard(const Contraction &c);
   Value pairLoadWide(ExprAttr load, int64_t w);
+  SmallVector<Value> argIndices(ExprAttr load);
   void emitAPairCopy(const Contraction &c, Value kExt);
   std::optional<Contraction> matchContraction(unsigned id);
   void emitContraction(unsigned id, const Contraction &c);
@@ -1318,6 +1320,17 @@ Value CpuLowering::emitGatherIndex(ExprAttr ix, Value mem, unsigned pos) {
                                 arith::MinSIOp::create(b, loc, v, last));
 }
 
+/// The indices of a load of an argument at the current point (gathered
+/// ones clamped into their dimension, emitGatherIndex).
+SmallVector<Value> CpuLowering::argIndices(ExprAttr load) {
+  SmallVector<Value> idx;
+  for (auto [pos, ix] : llvm::enumerate(load.getArgs()))
+    idx.push_back(ix.getKind() == ExprKind::Load
+                      ? emitGatherIndex(ix, argMems[load.getInput()], pos)
+                      : emitIndexExpr(ix));
+  return idx;
+}
+
 Value CpuLowering::emitLoadRaw(ExprAttr load) {
   int64_t id = load.getInput() < 0 ? currentId : load.getInput();
   const GEinsum &self = gc.einsum(currentId);
@@ -1325,12 +1338,7 @@ Value CpuLowering::emitLoadRaw(ExprAttr load) {
     if (lanes)
       if (Value v = rowPackedLoad(load))
         return v;
-    SmallVector<Value> idx;
-    for (auto [pos, ix] : llvm::enumerate(load.getArgs()))
-      idx.push_back(ix.getKind() == ExprKind::Load
-                        ? emitGatherIndex(ix, argMems[id], pos)
-                        : emitIndexExpr(ix));
-    return memref::LoadOp::create(b, loc, argMems[id], idx);
+    return memref::LoadOp::create(b, loc, argMems[id], argIndices(load));
   }
   const Buffer &buf = buffers[id];
   SmallVector<unsigned> ranks = gc.valueRanks(id);
@@ -1802,10 +1810,15 @@ CpuLowering::matchContraction(unsigned id) {
     std::swap(loads[0], loads[1]);
   c.a = loads[0];
   c.b = loads[1];
-  for (ExprAttr l : {c.a, c.b})
-    for (ExprAttr ix : l.getArgs())
-      if (ix.getKind() != ExprKind::Index)
-        return std::nullopt; // a gather: the scalar path
+  for (ExprAttr ix : c.b.getArgs())
+    if (ix.getKind() != ExprKind::Index)
+      return std::nullopt; // a gather: the scalar path
+  // A gathers only through indices fixed within the micro-kernel (a paged
+  // cache's page, block_table[b, p1], is one per key tile).
+  for (ExprAttr ix : c.a.getArgs())
+    if (ix.getKind() != ExprKind::Index &&
+        (usesRank(ix, c.i) || usesRank(ix, c.k) || usesRank(ix, row)))
+      return std::nullopt;
   if (c.a.getInput() < 0 || c.b.getInput() < 0 || loadUses(c.a, row) ||
       !loadUses(c.b, row) || loadUses(c.b, c.i) || !loadUses(c.a, c.i))
     return std::nullopt;
@@ -1853,10 +1866,10 @@ CpuLowering::matchContraction(unsigned id) {
       ArrayRef<ExprAttr> aArgs = c.a.getArgs();
       std::optional<int64_t> iExt = localExtent(c.i);
       if (iExt && *iExt % options.vectorWidth == 0 &&
+          aArgs.back().getKind() == ExprKind::Index &&
           aArgs.back().getIndex() == gc.dim(c.i) &&
-          llvm::none_of(aArgs.drop_back(), [&](ExprAttr ix) {
-            return ix.getIndex().isFunctionOfDim(c.i);
-          })) {
+          llvm::none_of(aArgs.drop_back(),
+                        [&](ExprAttr ix) { return usesRank(ix, c.i); })) {
         c.aPairBuf = aPairBuffers.size();
         aPairBuffers.push_back({*localExtent(c.k), *iExt, Value()});
       }
@@ -1901,10 +1914,11 @@ Value CpuLowering::pairWideGuard(const Contraction &c) {
   if (it == argUnitInner.end() || !ext || *ext % 2 != 0)
     return Value();
   ArrayRef<ExprAttr> args = c.a.getArgs();
-  if (args.back().getIndex() != gc.dim(c.k))
+  if (args.back().getKind() != ExprKind::Index ||
+      args.back().getIndex() != gc.dim(c.k))
     return Value();
   for (ExprAttr ix : args.drop_back())
-    if (ix.getIndex().isFunctionOfDim(c.k))
+    if (usesRank(ix, c.k))
       return Value();
   return it->second.second;
 }
@@ -1912,9 +1926,7 @@ Value CpuLowering::pairWideGuard(const Contraction &c) {
 /// A's pair at (k, k + 1) (k = rankValue[c.k]) as one 32-bit load from the
 /// unit-stride view, broadcast to the 2w bf16 lanes of vdpbf16ps.
 Value CpuLowering::pairLoadWide(ExprAttr load, int64_t w) {
-  SmallVector<Value> idx;
-  for (ExprAttr ix : load.getArgs())
-    idx.push_back(emitIndexExpr(ix));
+  SmallVector<Value> idx = argIndices(load);
   Value pair = vector::LoadOp::create(
       b, loc, VectorType::get({2}, b.getBF16Type()),
       argUnitInner.lookup(load.getInput()).first, idx);
@@ -2296,9 +2308,7 @@ void CpuLowering::emitAPairCopy(const Contraction &c, Value kExt) {
   auto rowAt = [&](Value k) {
     rankValue[c.k] = k;
     rankValue[c.i] = i;
-    SmallVector<Value> idx;
-    for (ExprAttr ix : c.a.getArgs())
-      idx.push_back(emitIndexExpr(ix));
+    SmallVector<Value> idx = argIndices(c.a);
     return vector::LoadOp::create(b, loc, ht, src, idx).getResult();
   };
   Value lo = rowAt(k0);
@@ -2461,7 +2471,9 @@ FailureOr<func::FuncOp> CpuLowering::run() {
   }
   SmallVector<Value> present;
   for (unsigned r = 0; r < ft.getNumResults(); ++r) {
-    Value flag = memref::LoadOp::create(b, loc, sizes, ValueRange{cIndex(declared + ft.getNumInputs() + r)});
+    // After the declared ranks and the partition ranks arguments use.
+    unsigned ranks = declared + cpuArgPartitionRanks(cascade).size();
+    Value flag = memref::LoadOp::create(b, loc, sizes, ValueRange{cIndex(ranks + ft.getNumInputs() + r)});
     present.push_back(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, flag,
         arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0))));
   }
@@ -2651,6 +2663,25 @@ CpuRegisterTile cpuRegisterTile(const CpuLowerOptions &options) {
       break;
     }
   return t;
+}
+
+SmallVector<CpuArgPartitionRank> cpuArgPartitionRanks(CascadeOp cascade) {
+  llvm::StringSet<> used;
+  FunctionType ft = cascade.getFunctionType();
+  for (TypeRange types : {TypeRange(ft.getInputs()), TypeRange(ft.getResults())})
+    for (Type t : types)
+      if (auto nt = dyn_cast<NamedTensorType>(t))
+        for (StringAttr r : nt.getRanks())
+          used.insert(r.getValue());
+  SmallVector<CpuArgPartitionRank> out;
+  for (auto part : cascade.getPartitions().getAsRange<PartitionAttr>())
+    for (bool outer : {true, false}) {
+      StringRef n = outer ? part.getOuter().getValue() : part.getInner().getValue();
+      if (used.contains(n))
+        out.push_back({n.str(), outer ? int64_t(-1) : part.getTile(),
+                       part.getRank().getValue().str(), part.getTile(), outer});
+    }
+  return out;
 }
 
 CpuTileQuery cpuTileQuery(CascadeOp cascade) {

@@ -144,7 +144,10 @@ enum {
 enum {
   ATTN_RT_META_NONE = 0,
   /* int32 [n] boundaries: [0] = 0, nondecreasing, last <= |bound_rank| */
-  ATTN_RT_META_CU_SEQLENS = 1
+  ATTN_RT_META_CU_SEQLENS = 1,
+  /* int32 indices into a dimension of another tensor (a paged KV cache's
+   * block table): every value in [0, |bound_rank|) */
+  ATTN_RT_META_INDEX = 2
 };
 
 typedef struct attn_rt_rank {

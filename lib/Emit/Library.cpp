@@ -247,6 +247,9 @@ std::string argSummary(const KernelSpec &k, const ArgSpec &a) {
   if (a.metadataKind == 1)
     s += ", cu_seqlens: [0] = 0, nondecreasing, last <= |" +
          k.ranks[a.metadataBoundRank].name + "|";
+  if (a.metadataKind == 2)
+    s += ", indices: every value in [0, |" +
+         k.ranks[a.metadataBoundRank].name + "|)";
   if (a.role == ArgSpec::OptionalOutput)
     s += "; may be NULL (then not computed)";
   return s;
@@ -370,6 +373,10 @@ llvm::Error verifyKernelSpec(const KernelSpec &k) {
           !rankOk(a.metadataBoundRank))
         return err(actx + "cu_seqlens must be a 1-D int32 input with a bound "
                           "rank");
+    } else if (a.metadataKind == 2) {
+      if (a.role != ArgSpec::Input || a.dtypeCode != 0 || a.dtypeBits != 32 ||
+          !rankOk(a.metadataBoundRank))
+        return err(actx + "indices must be an int32 input with a bound rank");
     } else if (a.metadataKind != 0) {
       return err(actx + "unknown metadata kind " +
                  std::to_string(a.metadataKind));

@@ -214,6 +214,14 @@ static attn_status check_kernel(const attn_rt_kernel *k) {
                     "kernel descriptor: argument %d: cu_seqlens must be a "
                     "1-D int32 input with a bound rank",
                     a);
+    } else if (d->metadata_kind == ATTN_RT_META_INDEX) {
+      if (d->role != ATTN_RT_INPUT || d->dtype.code != ATTN_DTYPE_INT ||
+          d->dtype.bits != 32 || d->metadata_bound_rank < 0 ||
+          d->metadata_bound_rank >= k->num_ranks)
+        return fail(ATTN_ERR_INVALID_ARGUMENT, k,
+                    "kernel descriptor: argument %d: indices must be an "
+                    "int32 input with a bound rank",
+                    a);
     } else if (d->metadata_kind != ATTN_RT_META_NONE) {
       return fail(ATTN_ERR_INVALID_ARGUMENT, k,
                   "kernel descriptor: argument %d has unknown metadata "
@@ -389,6 +397,38 @@ static attn_status check_cu_seqlens(const attn_rt_kernel *k, int32_t a,
     return fail(ATTN_ERR_METADATA, k,
                 "%s: cu_seqlens[%lld] = %d exceeds the size of %s (%lld)",
                 name, (long long)(n - 1), (int)last, bname, (long long)bound);
+  return ATTN_OK;
+}
+
+/* Every element of an int32 index tensor (any rank and strides) in
+ * [0, bound): the block table of a paged KV cache. O(elements). */
+static attn_status check_indices(const attn_rt_kernel *k, int32_t a,
+                                 const attn_tensor *t, const int64_t *strides,
+                                 int64_t bound) {
+  int32_t nd = t->ndim;
+  int64_t total = 1;
+  for (int32_t i = 0; i < nd; ++i)
+    total *= t->shape[i];
+  const int32_t *v =
+      (const int32_t *)((const char *)t->data + t->byte_offset);
+  int64_t idx[ATTN_RT_MAX_NDIM] = {0};
+  for (int64_t e = 0; e < total; ++e) {
+    int64_t off = 0;
+    for (int32_t i = 0; i < nd; ++i)
+      off += idx[i] * strides[i];
+    int32_t x = v[off];
+    if (x < 0 || x >= bound)
+      return fail(ATTN_ERR_METADATA, k,
+                  "%s: element %lld is %d, outside [0, %lld) (the size of "
+                  "%s)",
+                  arg_name(k, a), (long long)e, (int)x, (long long)bound,
+                  rank_name(k, k->args[a].metadata_bound_rank));
+    for (int32_t i = nd - 1; i >= 0; --i) {
+      if (++idx[i] < t->shape[i])
+        break;
+      idx[i] = 0;
+    }
+  }
   return ATTN_OK;
 }
 
@@ -680,10 +720,17 @@ static attn_status check_args(const attn_rt_kernel *k,
 
   /* Metadata. */
   for (int32_t a = 0; a < k->num_args; ++a) {
-    if (k->args[a].metadata_kind != ATTN_RT_META_CU_SEQLENS || !tensors[a])
+    if (!tensors[a])
       continue;
-    st = check_cu_seqlens(k, a, tensors[a], strides[a][0],
-                          rs[k->args[a].metadata_bound_rank].size);
+    int64_t bound = rs[k->args[a].metadata_bound_rank < 0
+                           ? 0
+                           : k->args[a].metadata_bound_rank].size;
+    if (k->args[a].metadata_kind == ATTN_RT_META_CU_SEQLENS)
+      st = check_cu_seqlens(k, a, tensors[a], strides[a][0], bound);
+    else if (k->args[a].metadata_kind == ATTN_RT_META_INDEX)
+      st = check_indices(k, a, tensors[a], strides[a], bound);
+    else
+      continue;
     if (st != ATTN_OK)
       return st;
   }

@@ -25,8 +25,12 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <numeric>
+#include <algorithm>
+#include <random>
 #include <cstring>
 #include <functional>
+#include <algorithm>
 #include <random>
 
 namespace {
@@ -473,6 +477,75 @@ TEST_CASE("varlen batches mixing decode and prefill", "[e2e][sparse]") {
                     });
   REQUIRE(call(k, run, 2) == ATTN_OK);
   check(run, 5);
+}
+TEST_CASE("paged KV cache: shuffled, shared pages; decode and prefill",
+          "[e2e][sparse]") {
+  // K and V live in pages of T tokens ([n, T, g, e]); each sequence's block
+  // table lists its pages, shuffled, and sequences 0 and 1 share their first
+  // pages (a common prefix). seq_lens[b] keys are visible, the last |m|
+  // queries of each sequence are the new tokens (bottom-right causal):
+  // decode (|m| = 1) and a chunk of prefill. GQA 4:1. |p| = T * |p1| (the
+  // block table's width); keys past seq_lens are masked.
+  for (auto [id, T] : {std::pair{"paged_kv", 16}, {"paged_kv_page1", 1},
+                       {"paged_kv_page64", 64}, {"paged_kv_page256", 256}}) {
+    const E2EKernel &k = kernel(id);
+    Variant v(k);
+    for (auto [m, lens] :
+         {std::pair<int64_t, std::vector<int32_t>>{1, {113, 100, 1}},
+          {17, {113, 113, 40}},
+          {1, {1, 1, 1}}}) {
+      DYNAMIC_SECTION(id << " m=" << m << " seq_lens[0]=" << lens[0]) {
+        int64_t B = lens.size();
+        int32_t maxLen = *std::max_element(lens.begin(), lens.end());
+        int64_t P1 = (maxLen + T - 1) / T, n = B * P1 + 3;
+        std::mt19937 rng(uint32_t(T * 131 + m));
+        std::vector<int32_t> pages(n);
+        std::iota(pages.begin(), pages.end(), 0);
+        std::shuffle(pages.begin(), pages.end(), rng);
+        std::vector<int32_t> table(B * P1);
+        for (int64_t i = 0; i < B * P1; ++i)
+          table[i] = pages[i];
+        // Sequence 1 shares sequence 0's first half of pages (prefix).
+        for (int64_t j = 0; j < P1 / 2; ++j)
+          table[P1 + j] = table[j];
+        Run run = prepare(v,
+                          {{"b", B}, {"h", 4}, {"m", m}, {"p", T * P1},
+                           {"n", n}},
+                          41, 2.0, [&](std::vector<Buffer> &args) {
+                            args[3].idata = table;
+                            args[4].idata = lens;
+                          });
+        for (int threads : {1, 2}) {
+          REQUIRE(call(k, run, threads) == ATTN_OK);
+          check(run, 5);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("paged KV cache: a block table entry outside the cache is refused",
+          "[e2e][sparse]") {
+  // The entry point checks every block table entry against |n| (the
+  // cache's page count) before any work: ATTN_ERR_METADATA, outputs
+  // untouched.
+  const E2EKernel &k = kernel("paged_kv");
+  Variant v(k);
+  for (int32_t bad : {-1, 9, 1 << 30}) {
+    Run run = prepare(v, {{"b", 2}, {"h", 4}, {"m", 3}, {"p", 32}, {"n", 9}},
+                      43, 2.0, [&](std::vector<Buffer> &args) {
+                        args[3].idata = {0, 1, 2, 3};
+                        args[4].idata = {20, 32};
+                      });
+    run.args[3].idata[3] = bad;
+    INFO("entry " << bad);
+    CHECK(call(k, run) == ATTN_ERR_METADATA);
+    CHECK(std::string(attn_last_error()).find("block_table") !=
+          std::string::npos);
+    for (size_t i = 5; i < run.args.size(); ++i)
+      for (float x : run.args[i].data)
+        CHECK(x == 12345.0f);
+  }
 }
 TEST_CASE("T5 relative-position buckets: a gather into the bias table",
           "[e2e][gather]") {

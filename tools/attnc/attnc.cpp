@@ -260,6 +260,28 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
                               rel.getFactor(),
                               rankIds.lookup(rel.getRhs().getValue())});
   FunctionType ft = original.getFunctionType();
+  // Partition ranks in argument types (paged KV: the cache's page rank p0,
+  // the block table's p1): ranks of the table after the declared ones, with
+  // p = tile * p1 (p is then in no argument; cpuArgPartitionRanks).
+  for (const mlir::attn::CpuArgPartitionRank &pr :
+       mlir::attn::cpuArgPartitionRanks(original)) {
+    rankIds[pr.name] = spec.ranks.size();
+    spec.ranks.push_back({pr.name, pr.staticSize});
+    if (pr.outer)
+      spec.relations.push_back(
+          {rankIds.lookup(pr.whole), pr.tile, rankIds.lookup(pr.name)});
+  }
+  if (!mlir::attn::cpuArgPartitionRanks(original).empty())
+    for (Type t : llvm::concat<const Type>(ft.getInputs(), ft.getResults()))
+      for (StringAttr r : cast<mlir::attn::NamedTensorType>(t).getRanks())
+        for (const mlir::attn::CpuArgPartitionRank &pr :
+             mlir::attn::cpuArgPartitionRanks(original))
+          if (r.getValue() == pr.whole)
+            return original.emitError()
+                   << "attnc: an argument uses the rank " << pr.whole
+                   << " and another its partition rank " << pr.name
+                   << "; not supported yet (|" << pr.whole << "| = "
+                   << pr.tile << " * |" << pr.name << "| is derived)";
   auto addArg = [&](Type t, llvm::StringRef name,
                     ::attn::emit::ArgSpec::Role role) -> LogicalResult {
     auto nt = cast<mlir::attn::NamedTensorType>(t);
@@ -311,6 +333,42 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
           rankIds.lookup(gc.rankName(d.getPosition()));
     }
   }
+  // Index tensors gathered through (a paged KV cache's block table, marked
+  // block_table): the entry point checks every value against the size of
+  // the dimension it indexes, as the lowering would otherwise clamp it.
+  using mlir::attn::ExprAttr;
+  using mlir::attn::ExprKind;
+  for (mlir::attn::EinsumOp op :
+       original.getBodyBlock().getOps<mlir::attn::EinsumOp>())
+    for (std::optional<ExprAttr> root :
+         {std::optional<ExprAttr>(op.getExpr()), op.getCond()})
+      if (root)
+        root->walk([&](ExprAttr n) {
+          if (n.getKind() != ExprKind::Load || n.getInput() < 0)
+            return;
+          auto outer = dyn_cast<BlockArgument>(op.getInputs()[n.getInput()]);
+          if (!outer)
+            return;
+          auto nt = cast<mlir::attn::NamedTensorType>(
+              ft.getInput(outer.getArgNumber()));
+          for (auto [pos, ix] : llvm::enumerate(n.getArgs())) {
+            if (ix.getKind() != ExprKind::Load || ix.getInput() < 0)
+              continue;
+            auto idx = dyn_cast<BlockArgument>(op.getInputs()[ix.getInput()]);
+            if (!idx)
+              continue;
+            auto sparse = mlir::attn::argSparsity(original, idx.getArgNumber());
+            if (!sparse ||
+                sparse.getKind() != mlir::attn::SparseKind::BlockTable)
+              continue;
+            StringRef dim = nt.getRanks()[pos].getValue();
+            if (!rankIds.count(dim))
+              continue;
+            spec.args[idx.getArgNumber()].metadataKind = 2; // ATTN_RT_META_INDEX
+            spec.args[idx.getArgNumber()].metadataBoundRank =
+                rankIds.lookup(dim);
+          }
+        });
   std::string why;
   auto plan = mlir::attn::planCpuTasks(lowered, opts, why);
   if (failed(plan))

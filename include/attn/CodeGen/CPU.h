@@ -84,6 +84,23 @@ struct CpuTileQuery {
 /// 128 where the cascade leaves them dynamic.
 CpuTileQuery cpuTileQuery(CascadeOp cascade);
 
+/// A partition rank that an argument or result type uses (paged KV: the
+/// cache [n, p0, ..] and the block table [b, p1] of `p -> p1, p0`).
+struct CpuArgPartitionRank {
+  std::string name;
+  int64_t staticSize; ///< the tile for an inner rank, -1 for an outer one
+  std::string whole;  ///< the partitioned rank (p)
+  int64_t tile;       ///< p = tile * p1 (the relation the runtime checks)
+  bool outer;
+};
+
+/// The partition ranks the cascade's argument and result types use, in
+/// partition order (outer, then inner). The runtime's rank table lists them
+/// after the declared ranks (attnc), so the task function's %sizes holds
+/// their sizes there and the presence flags after them. Such a cascade
+/// gets |p| from the relation p = tile * p1: no argument may use p itself.
+SmallVector<CpuArgPartitionRank> cpuArgPartitionRanks(CascadeOp cascade);
+
 /// Row (query) tile and key tile chosen by the model.
 struct CpuTiles {
   int64_t rowTile = 64, keyTile = 64;
