@@ -1756,17 +1756,27 @@ bool CpuLowering::vectorizable(unsigned id) {
 }
 
 /// The factors of a product: loads and constants.
+/// The loads and the constant factor of a product. `cast(load : f32)` of a
+/// value that f32 holds exactly (`exact`: integers up to 16 bits, bf16,
+/// f16, f32) counts as the load: the micro-kernels read operands as f32.
 static bool productFactors(ExprAttr x, SmallVectorImpl<ExprAttr> &loads,
-                           double &scale) {
+                           double &scale,
+                           function_ref<bool(ExprAttr)> exact) {
   switch (x.getKind()) {
   case ExprKind::Mul:
-    return productFactors(x.getArgs()[0], loads, scale) &&
-           productFactors(x.getArgs()[1], loads, scale);
+    return productFactors(x.getArgs()[0], loads, scale, exact) &&
+           productFactors(x.getArgs()[1], loads, scale, exact);
   case ExprKind::Const:
     scale *= x.getConstValue();
     return true;
   case ExprKind::Load:
     loads.push_back(x);
+    return true;
+  case ExprKind::Cast:
+    if (!x.getCastType().isF32() ||
+        x.getArgs()[0].getKind() != ExprKind::Load || !exact(x.getArgs()[0]))
+      return false;
+    loads.push_back(x.getArgs()[0]);
     return true;
   default:
     return false;
@@ -1804,7 +1814,16 @@ CpuLowering::matchContraction(unsigned id) {
     return std::nullopt;
   SmallVector<ExprAttr> loads;
   c.scale = 1.0;
-  if (!productFactors(e.expr, loads, c.scale) || loads.size() != 2)
+  auto exactInF32 = [&](ExprAttr load) {
+    if (load.getInput() < 0 || gc.isEinsum(load.getInput()))
+      return false;
+    Type t = cast<NamedTensorType>(
+                 cascade.getFunctionType().getInput(load.getInput()))
+                 .getElementType();
+    return t.isF32() || t.isBF16() || t.isF16() ||
+           (t.isSignlessInteger() && t.getIntOrFloatBitWidth() <= 16);
+  };
+  if (!productFactors(e.expr, loads, c.scale, exactInF32) || loads.size() != 2)
     return std::nullopt;
   if (loadUses(loads[0], row))
     std::swap(loads[0], loads[1]);

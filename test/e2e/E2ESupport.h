@@ -106,16 +106,19 @@ struct Buffer {
   std::vector<float> data;    // the values (for bf16: those the bits hold)
   std::vector<uint16_t> bits; // bf16 storage
   std::vector<int32_t> idata; // i32 storage (metadata)
+  std::vector<int8_t> i8data; // i8 storage (quantized Q, K)
   attn_tensor t{};
   void describe() {
-    t.data = !idata.empty()  ? (void *)idata.data()
-             : !bits.empty() ? (void *)bits.data()
-                             : (void *)data.data();
+    t.data = !idata.empty()    ? (void *)idata.data()
+             : !i8data.empty() ? (void *)i8data.data()
+             : !bits.empty()   ? (void *)bits.data()
+                               : (void *)data.data();
     t.device = {ATTN_DEVICE_CPU, 0};
     t.ndim = int32_t(shape.size());
-    t.dtype = !idata.empty()  ? attn_dtype{ATTN_DTYPE_INT, 32, 1}
-              : !bits.empty() ? attn_dtype{ATTN_DTYPE_BFLOAT, 16, 1}
-                              : attn_dtype{ATTN_DTYPE_FLOAT, 32, 1};
+    t.dtype = !idata.empty()    ? attn_dtype{ATTN_DTYPE_INT, 32, 1}
+              : !i8data.empty() ? attn_dtype{ATTN_DTYPE_INT, 8, 1}
+              : !bits.empty()   ? attn_dtype{ATTN_DTYPE_BFLOAT, 16, 1}
+                                : attn_dtype{ATTN_DTYPE_FLOAT, 32, 1};
     t.shape = shape.data();
     t.strides = strides.empty() ? nullptr : strides.data();
     t.byte_offset = 0;
@@ -175,6 +178,13 @@ inline void makeArgs(mlir::attn::CascadeOp c,
       }
       for (int64_t j = 0; j < n; ++j)
         t.data[j] = b.idata[j];
+    } else if (elem.isInteger(8)) {
+      // Quantized values: uniform in [-127, 127].
+      b.i8data.resize(n);
+      for (int64_t j = 0; j < n; ++j) {
+        b.i8data[j] = input ? int8_t(int64_t(rng() % 255) - 127) : 0;
+        t.data[j] = b.i8data[j];
+      }
     } else {
       b.data.resize(n);
       if (elem.isBF16())

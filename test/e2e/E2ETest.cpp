@@ -547,6 +547,32 @@ TEST_CASE("paged KV cache: a block table entry outside the cache is refused",
         CHECK(x == 12345.0f);
   }
 }
+TEST_CASE("INT8 Q and K with descales (test/e2e/int8-qk.mlir)",
+          "[e2e][int8]") {
+  // int8 values in [-127, 127], descales ~ 1/127 so that scores stay O(1).
+  const E2EKernel &k = kernel("int8_qk");
+  Variant v(k);
+  for (auto [m, p] : kLengths) {
+    DYNAMIC_SECTION("m=" << m << " p=" << p) {
+      Run run = prepare(v, sizesFor(v, m, p), 51, 2.0,
+                        [&](std::vector<Buffer> &args) {
+                          for (unsigned a : {3u, 4u})
+                            for (float &x : args[a].data)
+                              x = (1.0f + 0.5f * x) / 127.0f;
+                        });
+      // prepare() copies only integer metadata back; the descales too.
+      for (unsigned a : {3u, 4u})
+        for (size_t j = 0; j < run.args[a].data.size(); ++j)
+          run.inputs[a].data[j] = run.args[a].data[j];
+      mlir::attn::InterpretOptions opts;
+      opts.sizes = sizesFor(v, m, p);
+      run.want = mlir::attn::interpret(v.cascade, run.inputs, opts);
+      REQUIRE(run.want.ok());
+      REQUIRE(call(k, run, 2) == ATTN_OK);
+      check(run, 5);
+    }
+  }
+}
 TEST_CASE("T5 relative-position buckets: a gather into the bias table",
           "[e2e][gather]") {
   // %rel_bias[h, %bucket[m, p]]: the bucket is computed per (m, p) (up to
