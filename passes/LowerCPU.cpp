@@ -324,6 +324,9 @@ private:
     /// bf16, A[2 kp, i] and A[2 kp + 1, i] side by side, so that a pair is
     /// one 32-bit load. Done when A's innermost stride is 1 (run time).
     int aPairBuf = -1;
+    /// INT8 dot products (vpdpbusd): A and B int8 tensors, B packed as
+    /// quads [k / 4, 4 * row] with the sum of each row's values.
+    bool quads = false;
   };
   struct APairBuffer {
     int64_t kExtent, iExtent;
@@ -339,6 +342,10 @@ private:
     double scale = 1.0;
     /// Stored as bf16 pairs along k (Contraction::pairs).
     bool pairs = false;
+    /// Stored as int8 quads along k, and `sum` [row] (i32) of each row's
+    /// values (Contraction::quads).
+    bool quads = false;
+    Value sum;
   };
   /// The bf16 pair copy of an Einsum's buffer [k, row], refilled before
   /// each contraction that reads it.
@@ -349,6 +356,7 @@ private:
   };
   SmallVector<PairBuffer> pairBuffers;
   bool pairable(const Contraction &c);
+  bool quadable(const Contraction &c);
   void emitPairCopy(const Contraction &c, Value kExt);
   Value pairWideGuard(const Contraction &c);
   Value pairLoadWide(ExprAttr load, int64_t w);
@@ -659,6 +667,7 @@ void CpuLowering::matchFusions() {
       unsigned lid = l.getInput();
       auto c = contractions.find(lid);
       if (c == contractions.end() || c->second.scale != 1.0 || c->second.post ||
+          c->second.quads ||
           accumulates.count(lid) || readers[lid].size() != 1 ||
           llvm::is_contained(gc.yields(), lid) ||
           buffers[lid].dims != buf.dims ||
@@ -1903,9 +1912,13 @@ CpuLowering::matchContraction(unsigned id) {
   if (!gc.staticSize(c.k))
     return std::nullopt;
   c.pack = packs.size();
-  c.pairs = pairable(c);
-  packs.push_back({id, c.b, c.k, Value(), c.scale, c.pairs});
-  c.scale = 1.0;
+  c.quads = quadable(c);
+  c.pairs = !c.quads && pairable(c);
+  // int8 quads cannot carry the constant factor: the epilogue applies it.
+  packs.push_back({id, c.b, c.k, Value(), c.quads ? 1.0 : c.scale, c.pairs,
+                   c.quads, Value()});
+  if (!c.quads)
+    c.scale = 1.0;
   return c;
 }
 
@@ -1960,10 +1973,58 @@ Value CpuLowering::pairLoadWide(ExprAttr load, int64_t w) {
       b, loc, VectorType::get({2 * w}, b.getBF16Type()), v);
 }
 
+/// INT8 dot products apply when the target has AVX512-VNNI, A and B are
+/// int8 tensors and the reduced extent is static and a multiple of 4 (a
+/// quad of A is then never partial).
+bool CpuLowering::quadable(const Contraction &c) {
+  if (!options.vnni || options.vectorWidth != 16)
+    return false;
+  auto isI8 = [&](ExprAttr load) {
+    unsigned id = load.getInput();
+    if (gc.isEinsum(id))
+      return false;
+    return cast<NamedTensorType>(cascade.getFunctionType().getInput(id))
+        .getElementType()
+        .isInteger(8);
+  };
+  std::optional<int64_t> k = localExtent(c.k);
+  return isI8(c.a) && isI8(c.b) && k && *k % 4 == 0;
+}
+
 void CpuLowering::emitPack(Pack &p) {
   currentId = p.einsum;
   unsigned row = plan.rowRank;
   SmallVector<unsigned> ranks{row, p.k};
+  if (p.quads) {
+    // [k / 4, 4 * row + k % 4] in i8 (the signed operand of vpdpbusd), and
+    // per row the sum of its values (i32, for the unsigned operand's +128).
+    auto zl = scf::ForOp::create(b, loc, cIndex(0), cIndex(plan.rowTile),
+                                 cIndex(1));
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(zl.getBody());
+      memref::StoreOp::create(
+          b, loc, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0)),
+          p.sum, ValueRange{zl.getInductionVar()});
+    }
+    forRanks(ranks, [&] {
+      Value v = emitLoadRaw(p.load);
+      Value kk = rankLocal.lookup(p.k), rr = rankLocal.lookup(row);
+      Value col = arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, rr, cIndex(4)),
+          arith::RemUIOp::create(b, loc, kk, cIndex(4)));
+      memref::StoreOp::create(
+          b, loc, v, p.mem,
+          ValueRange{arith::DivUIOp::create(b, loc, kk, cIndex(4)), col});
+      Value old = memref::LoadOp::create(b, loc, p.sum, ValueRange{rr});
+      memref::StoreOp::create(
+          b, loc,
+          arith::AddIOp::create(
+              b, loc, old, arith::ExtSIOp::create(b, loc, b.getI32Type(), v)),
+          p.sum, ValueRange{rr});
+    });
+    return;
+  }
   forRanks(ranks, [&] {
     Value v = emitLoad(p.load);
     if (p.scale != 1.0)
@@ -2004,10 +2065,13 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
     emitAPairCopy(c, kExt);
     aPairs = aPairBuffers[c.aPairBuf].mem;
   }
-  // With pairs the k loop steps over pairs of k.
+  // With pairs the k loop steps over pairs of k, with quads over quads.
   Value kSteps =
-      c.pairs ? arith::CeilDivSIOp::create(b, loc, kExt, cIndex(2)).getResult()
-              : kExt;
+      c.quads   ? arith::DivUIOp::create(b, loc, kExt, cIndex(4)).getResult()
+      : c.pairs ? arith::CeilDivSIOp::create(b, loc, kExt, cIndex(2)).getResult()
+                : kExt;
+  auto i32v = VectorType::get({w}, b.getI32Type());
+  auto quadT = VectorType::get({4 * w}, b.getI8Type());
   auto pairBroadcast = [&](Value a0, Value a1) -> Value {
     Type i16 = b.getI16Type(), i32 = b.getI32Type();
     auto bits = [&](Value x) -> Value {
@@ -2089,6 +2153,20 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
           }
         }
         rankValue.erase(c.i);
+      } else if (c.quads) {
+        // vpdpbusd multiplies A + 128 (unsigned) by B: start from
+        // -128 * (sum of B's column), so that the i32 sums are exact.
+        Value m128 = arith::ConstantOp::create(
+            b, loc, i32v, DenseElementsAttr::get(i32v, b.getI32IntegerAttr(-128)));
+        SmallVector<Value> start;
+        for (Value col : cols)
+          start.push_back(arith::MulIOp::create(
+              b, loc,
+              vector::LoadOp::create(b, loc, i32v, packs[c.pack].sum,
+                                     ValueRange{col}),
+              m128));
+        for (int64_t r = 0; r < rows; ++r)
+          init.append(start);
       } else {
         Value zero = arith::ConstantOp::create(
             b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
@@ -2097,7 +2175,64 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
       // The k loop; `wide`: A's pairs read as one 32-bit load each.
       auto emitKLoop = [&](bool wide) -> scf::ForOp {
       auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kSteps, cIndex(1), init);
-      if (c.pairs) {
+      if (c.quads) {
+        // vpdpbusd: acc[j] += sum_{t<4} (A[i, 4kq+t] + 128) B[4kq+t, j], A's
+        // quad made unsigned by flipping each byte's sign bit.
+        OpBuilder::InsertionGuard g3(b);
+        b.setInsertionPointToStart(kLoop.getBody());
+        Value kq = kLoop.getInductionVar();
+        Value k0 = arith::MulIOp::create(b, loc, kq, cIndex(4));
+        SmallVector<Value> bv;
+        for (Value col : cols)
+          bv.push_back(vector::LoadOp::create(
+              b, loc, quadT, bMem,
+              ValueRange{kq, arith::MulIOp::create(b, loc, col, cIndex(4))}));
+        Value flip = arith::ConstantOp::create(
+            b, loc, b.getI32IntegerAttr(int32_t(0x80808080u)));
+        auto dot = b.getStringAttr("llvm.x86.avx512.vpdpbusd.512");
+        SmallVector<Value> next;
+        for (int64_t r = 0; r < rows; ++r) {
+          rankValue[c.i] = arith::AddIOp::create(b, loc, i0, cIndex(r));
+          Value word;
+          if (wide) {
+            rankValue[c.k] = k0;
+            Value quad = vector::LoadOp::create(
+                b, loc, VectorType::get({4}, b.getI8Type()),
+                argUnitInner.lookup(c.a.getInput()).first, argIndices(c.a));
+            word = vector::ExtractOp::create(
+                b, loc,
+                vector::BitCastOp::create(
+                    b, loc, VectorType::get({1}, b.getI32Type()), quad),
+                ArrayRef<int64_t>{0});
+          } else {
+            // Four byte loads, A[4kq + t] in byte t.
+            word = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
+            for (int64_t t = 0; t < 4; ++t) {
+              rankValue[c.k] = arith::AddIOp::create(b, loc, k0, cIndex(t));
+              Value byte = arith::ExtUIOp::create(b, loc, b.getI32Type(),
+                                                  emitLoadRaw(c.a));
+              word = arith::OrIOp::create(
+                  b, loc, word,
+                  arith::ShLIOp::create(
+                      b, loc, byte,
+                      arith::ConstantOp::create(b, loc,
+                                                b.getI32IntegerAttr(8 * t))));
+            }
+          }
+          word = arith::XOrIOp::create(b, loc, word, flip);
+          Value a = vector::BitCastOp::create(
+              b, loc, quadT, vector::BroadcastOp::create(b, loc, i32v, word));
+          for (int64_t cc = 0; cc < jb; ++cc)
+            next.push_back(LLVM::CallIntrinsicOp::create(
+                               b, loc, i32v, dot,
+                               ValueRange{kLoop.getRegionIterArgs()[r * jb + cc],
+                                          a, bv[cc]})
+                               .getResult(0));
+        }
+        scf::YieldOp::create(b, loc, next);
+        rankValue.erase(c.k);
+        rankValue.erase(c.i);
+      } else if (c.pairs) {
         // vdpbf16ps: acc[j] += A[i, 2kp] B[2kp, j] + A[i, 2kp+1] B[2kp+1, j].
         // The partner of an odd last k is B = 0 and A read at k (in bounds).
         OpBuilder::InsertionGuard g3(b);
@@ -2174,7 +2309,7 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
       return kLoop;
       };
       SmallVector<Value> kRes;
-      if (Value isUnit = c.pairs ? pairWideGuard(c) : Value()) {
+      if (Value isUnit = c.pairs || c.quads ? pairWideGuard(c) : Value()) {
         // Versioned on the innermost stride of A (known only at run time).
         auto ifOp = scf::IfOp::create(b, loc, ValueRange(init).getTypes(),
                                       isUnit, /*withElse=*/true);
@@ -2189,6 +2324,9 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
         scf::ForOp kLoop = emitKLoop(false);
         kRes.assign(kLoop.getResults().begin(), kLoop.getResults().end());
       }
+      if (c.quads) // exact i32 sums to f32 (exact below 2^24)
+        for (Value &v : kRes)
+          v = arith::SIToFPOp::create(b, loc, vt, v);
       // Scale, condition, store (and the fused reduction) of the tile.
       auto epilogue = [&](bool masked, SmallVector<Value> reduced) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -2445,7 +2583,9 @@ FailureOr<func::FuncOp> CpuLowering::run() {
     argMems.push_back(entry->getArgument(1 + i));
   for (unsigned i = 0; i < ft.getNumInputs(); ++i)
     if (auto mt = cast<MemRefType>(argMems[i].getType());
-        options.bf16Dot && mt.getElementType().isBF16() && mt.getRank() > 0) {
+        mt.getRank() > 0 &&
+        ((options.bf16Dot && mt.getElementType().isBF16()) ||
+         (options.vnni && mt.getElementType().isInteger(8)))) {
       // The same view with the innermost stride declared 1: a bf16 pair
       // (k, k + 1) along the innermost dimension is then one 32-bit load.
       auto md = memref::ExtractStridedMetadataOp::create(b, loc, argMems[i]);
@@ -2526,16 +2666,27 @@ FailureOr<func::FuncOp> CpuLowering::run() {
   }
   for (Pack &p : packs) {
     int64_t kExt = *gc.staticSize(p.k);
-    auto type = p.pairs ? MemRefType::get({(kExt + 1) / 2, 2 * plan.rowTile},
-                                          b.getBF16Type())
-                        : MemRefType::get({kExt, plan.rowTile}, b.getF32Type());
+    auto type = p.quads ? MemRefType::get({kExt / 4, 4 * plan.rowTile},
+                                          b.getI8Type())
+                : p.pairs ? MemRefType::get({(kExt + 1) / 2, 2 * plan.rowTile},
+                                            b.getBF16Type())
+                          : MemRefType::get({kExt, plan.rowTile}, b.getF32Type());
     p.mem = memref::AllocOp::create(b, loc, type, b.getI64IntegerAttr(64));
     allocs.push_back(p.mem);
-    Value zero = p.pairs ? arith::ConstantOp::create(
-                               b, loc, b.getBF16Type(),
-                               b.getFloatAttr(b.getBF16Type(), 0.0))
+    if (p.quads) {
+      p.sum = memref::AllocOp::create(
+          b, loc, MemRefType::get({plan.rowTile}, b.getI32Type()),
+          b.getI64IntegerAttr(64));
+      allocs.push_back(p.sum);
+    }
+    Value zero = p.quads ? arith::ConstantOp::create(b, loc, b.getI8Type(),
+                                                     b.getI8IntegerAttr(0))
                                .getResult()
-                         : cF32(0);
+                 : p.pairs ? arith::ConstantOp::create(
+                                 b, loc, b.getBF16Type(),
+                                 b.getFloatAttr(b.getBF16Type(), 0.0))
+                                 .getResult()
+                           : cF32(0);
     int64_t d0 = type.getShape()[0], d1 = type.getShape()[1];
     auto l1 = scf::ForOp::create(b, loc, cIndex(0), cIndex(d0), cIndex(1));
     OpBuilder::InsertionGuard guard(b);
@@ -2659,6 +2810,7 @@ struct AttnLowerCpuPass : impl::AttnLowerCpuPassBase<AttnLowerCpuPass> {
     opts.vectorWidth = vectorWidth;
     opts.vectorRegisters = vectorRegisters;
     opts.bf16Dot = bf16Dot;
+    opts.vnni = vnni;
     SmallVector<CascadeOp> cascades;
     getOperation().walk([&](CascadeOp c) { cascades.push_back(c); });
     for (CascadeOp c : cascades) {

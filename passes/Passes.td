@@ -317,7 +317,11 @@ def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
     Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
            "Contractions whose scalar operand is stored in bf16 use AVX512-BF16 "
            "pair dot products (vdpbf16ps; needs vector-width=16): the vector "
-           "operand is rounded to bf16, sums stay f32">
+           "operand is rounded to bf16, sums stay f32">,
+    Option<"vnni", "vnni", "bool", /*default=*/"false",
+           "Contractions of two int8 tensors use AVX512-VNNI vpdpbusd (four "
+           "int8 products per i32 lane, exact; needs vector-width=16 and a "
+           "static reduced extent that is a multiple of 4)">
   ];
 }
 

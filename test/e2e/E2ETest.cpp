@@ -550,10 +550,17 @@ TEST_CASE("paged KV cache: a block table entry outside the cache is refused",
 TEST_CASE("INT8 Q and K with descales (test/e2e/int8-qk.mlir)",
           "[e2e][int8]") {
   // int8 values in [-127, 127], descales ~ 1/127 so that scores stay O(1).
-  const E2EKernel &k = kernel("int8_qk");
-  Variant v(k);
+  // With AVX512-VNNI (this host) QK^T runs on vpdpbusd, exact in i32;
+  // int8_qk_novnni (--no-vnni) on f32 FMAs, exact too (|sum| < 2^24). K is
+  // also given transposed ([b, h, e, p] storage): its quads are then four
+  // byte loads instead of one 32-bit load.
+  for (const char *id : {"int8_qk", "int8_qk_novnni"})
+  for (bool kT : {false, true})
   for (auto [m, p] : kLengths) {
-    DYNAMIC_SECTION("m=" << m << " p=" << p) {
+    const E2EKernel &k = kernel(id);
+    Variant v(k);
+    DYNAMIC_SECTION(id << (kT ? " K transposed" : "") << " m=" << m
+                       << " p=" << p) {
       Run run = prepare(v, sizesFor(v, m, p), 51, 2.0,
                         [&](std::vector<Buffer> &args) {
                           for (unsigned a : {3u, 4u})
@@ -568,6 +575,17 @@ TEST_CASE("INT8 Q and K with descales (test/e2e/int8-qk.mlir)",
       opts.sizes = sizesFor(v, m, p);
       run.want = mlir::attn::interpret(v.cascade, run.inputs, opts);
       REQUIRE(run.want.ok());
+      if (kT) {
+        Buffer &kb = run.args[1];
+        int64_t H = kb.shape[1], P = kb.shape[2], E = kb.shape[3];
+        std::vector<int8_t> t(kb.i8data.size());
+        for (int64_t bh = 0; bh < kb.shape[0] * H; ++bh)
+          for (int64_t pp = 0; pp < P; ++pp)
+            for (int64_t e = 0; e < E; ++e)
+              t[(bh * E + e) * P + pp] = kb.i8data[(bh * P + pp) * E + e];
+        kb.i8data = t;
+        kb.strides = {H * E * P, E * P, 1, P};
+      }
       REQUIRE(call(k, run, 2) == ATTN_OK);
       check(run, 5);
     }

@@ -162,6 +162,11 @@ static cl::opt<bool> noBF16Dot(
              "default when the host CPU has them: B operands such as the "
              "softmax probabilities are then rounded to bf16)"),
     cl::init(false), cl::cat(category));
+static cl::opt<bool> noVNNI(
+    "no-vnni",
+    cl::desc("Do not use AVX512-VNNI int8 dot products (used by default when "
+             "the host CPU has them, for contractions of two int8 tensors)"),
+    cl::init(false), cl::cat(category));
 static cl::opt<bool> timing("timing",
                             cl::desc("Print the time of every stage"),
                             cl::init(false), cl::cat(category));
@@ -572,7 +577,7 @@ int main(int argc, char **argv) {
   std::string cpu = llvm::sys::getHostCPUName().str();
   llvm::SubtargetFeatures features;
   int isa = 0;
-  bool hostBF16 = false;
+  bool hostBF16 = false, hostVNNI = false;
   std::vector<::attn::emit::CubinSpec> gpuChips; // --target=sm_..
   if (target == "host") {
     for (auto &f : llvm::sys::getHostCPUFeatures())
@@ -580,6 +585,7 @@ int main(int argc, char **argv) {
     llvm::StringMap<bool> host = llvm::sys::getHostCPUFeatures();
     isa = host.lookup("avx512f") ? 2 : (host.lookup("avx2") && host.lookup("fma") ? 1 : 0);
     hostBF16 = isa == 2 && host.lookup("avx512bf16");
+    hostVNNI = isa == 2 && host.lookup("avx512vnni");
   } else if (target == "x86_64-avx512") {
     cpu = "x86-64-v4";
     isa = 2;
@@ -704,6 +710,7 @@ int main(int argc, char **argv) {
   opts.vectorWidth = isa == 2 ? 16 : 8;
   opts.vectorRegisters = isa == 2 ? 32 : 16;
   opts.bf16Dot = hostBF16 && !noBF16Dot;
+  opts.vnni = hostVNNI && !noVNNI;
   mlir::attn::CpuCacheSizes caches{isa == 2 ? 48 * 1024 : 32 * 1024,
                                    isa == 2 ? 1024 * 1024 : 256 * 1024};
   std::string cacheSource = "defaults for the target";

@@ -37,6 +37,12 @@ struct CpuLowerOptions {
   /// rounded to bf16 and stored in pairs along the reduced rank (docs/
   /// codegen.md, "BF16 dot products"). Needs vectorWidth 16.
   bool bf16Dot = false;
+  /// AVX512-VNNI: contractions of two int8 tensors (`cast(x : f32)` of i8
+  /// loads) with a static reduced extent that is a multiple of 4 run on
+  /// vpdpbusd (four int8 products per i32 lane), exact in i32, converted to
+  /// f32 once per tile (docs/codegen.md, "INT8 dot products"). Needs
+  /// vectorWidth 16.
+  bool vnni = false;
 };
 
 /// How the runtime splits a kernel into tasks: the product of the sizes of
