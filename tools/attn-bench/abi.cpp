@@ -93,6 +93,31 @@ public:
       return call(b16q.data(), b16k.data(), b16v.data(), b16o.data(),
                   b16l.data(), s, threads, err);
     }
+    if (spec.int8) {
+      const size_t per = size_t(s.n) * size_t(s.d), bh = size_t(s.bh());
+      if (q != lastQ || k != lastK || v != lastV || bh * per != i8q.size()) {
+        auto quantize = [&](const float *x, std::vector<int8_t> &out,
+                            std::vector<float> &descale) {
+          out.resize(bh * per);
+          descale.resize(bh);
+          for (size_t h = 0; h < bh; ++h) {
+            float mx = 0;
+            for (size_t i = 0; i < per; ++i)
+              mx = std::max(mx, std::fabs(x[h * per + i]));
+            float sc = mx > 0 ? mx / 127.0f : 1.0f;
+            descale[h] = sc;
+            for (size_t i = 0; i < per; ++i)
+              out[h * per + i] = int8_t(std::lrint(x[h * per + i] / sc));
+          }
+        };
+        quantize(q, i8q, qDescale);
+        quantize(k, i8k, kDescale);
+        b16v = toBF16(v, bh * per);
+        lastQ = q, lastK = k, lastV = v;
+      }
+      return call(i8q.data(), i8k.data(), b16v.data(), o, lse, s, threads,
+                  err);
+    }
     return call(q, k, v, o, lse, s, threads, err);
   }
 
@@ -143,11 +168,20 @@ private:
       t.byte_offset = 0;
       return t;
     };
-    const attn_tensor tq = make(q, 4, shape4, strides4);
-    const attn_tensor tk = make(k, 4, shape4, strides4);
-    const attn_tensor tv = make(v, 4, shape4, strides4);
-    const attn_tensor to = make(o, 4, shape4, strides4);
-    const attn_tensor tl = make(lse, 3, shape3, strides3);
+    attn_tensor tq = make(q, 4, shape4, strides4);
+    attn_tensor tk = make(k, 4, shape4, strides4);
+    attn_tensor tv = make(v, 4, shape4, strides4);
+    attn_tensor to = make(o, 4, shape4, strides4);
+    attn_tensor tl = make(lse, 3, shape3, strides3);
+    const int64_t shape2[2] = {s.b, s.h}, strides2[2] = {s.h, 1};
+    attn_tensor tqs = make(qDescale.data(), 2, shape2, strides2);
+    attn_tensor tks = make(kDescale.data(), 2, shape2, strides2);
+    if (spec.int8) {
+      tq.dtype = tk.dtype = attn_dtype{ATTN_DTYPE_INT, 8, 1};
+      tv.dtype = attn_dtype{ATTN_DTYPE_BFLOAT, 16, 1};
+      to.dtype = tl.dtype = tqs.dtype = tks.dtype =
+          attn_dtype{ATTN_DTYPE_FLOAT, 32, 1};
+    }
     std::vector<const attn_tensor *> args;
     for (ArgRole role : spec.order) {
       switch (role) {
@@ -156,6 +190,8 @@ private:
       case ArgRole::V: args.push_back(&tv); break;
       case ArgRole::O: args.push_back(&to); break;
       case ArgRole::LSE: args.push_back(&tl); break;
+      case ArgRole::QDescale: args.push_back(&tqs); break;
+      case ArgRole::KDescale: args.push_back(&tks); break;
       case ArgRole::Absent: args.push_back(nullptr); break;
       }
     }
@@ -175,6 +211,8 @@ private:
   AbiKernelSpec spec;
   const float *lastQ = nullptr, *lastK = nullptr, *lastV = nullptr;
   std::vector<uint16_t> b16q, b16k, b16v, b16o, b16l;
+  std::vector<int8_t> i8q, i8k;
+  std::vector<float> qDescale, kDescale;
 };
 
 //===----------------------------------------------------------------------===//

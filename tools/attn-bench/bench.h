@@ -91,7 +91,8 @@ private:
 using AbiKernelFn = attn_status (*)(const void *args, const attn_launch *launch);
 
 /// What each slot of the args struct holds.
-enum class ArgRole { Q, K, V, O, LSE, Absent /* optional output passed NULL */ };
+enum class ArgRole { Q, K, V, O, LSE, QDescale, KDescale,
+                     Absent /* optional output passed NULL */ };
 
 struct AbiKernelSpec {
   std::string name;          // --impl name
@@ -107,6 +108,10 @@ struct AbiKernelSpec {
   /// Q, K, V, O and LSE stored in bf16: the inputs are rounded once (in the
   /// first call, a warm-up call by default), outputs widened in finish().
   bool bf16 = false;
+  /// Q and K quantized to int8 with a descale per (b, h) (absmax / 127,
+  /// symmetric; QDescale/KDescale slots), V rounded to bf16, O and LSE f32;
+  /// done once per set of inputs, like bf16.
+  bool int8 = false;
   /// Optional: the library's attn_last_error, for messages on failure.
   const char *(*lastError)(void) = nullptr;
   std::string description;

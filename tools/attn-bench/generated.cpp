@@ -32,6 +32,7 @@
 #include "attn/runtime.h"
 
 #include <cmath>
+#include <tuple>
 
 // The entry points of the libraries tools/attn-bench/CMakeLists.txt builds
 // with attnc (their headers would each repeat the runtime ABI; the args
@@ -45,6 +46,8 @@ attn_status bench_mha_bf16_d128_mha(const void *, const attn_launch *);
 attn_status bench_causal_bf16_d128_causal(const void *, const attn_launch *);
 attn_status bench_mha_bf16ext_d128_mha(const void *, const attn_launch *);
 attn_status bench_causal_bf16ext_d128_causal(const void *, const attn_launch *);
+attn_status bench_int8_mha_d128_int8(const void *, const attn_launch *);
+attn_status bench_int8_causal_d128_int8(const void *, const attn_launch *);
 }
 
 namespace attn_bench {
@@ -76,6 +79,28 @@ void registerGeneratedImpls(Registry &r) {
     s.bf16 = k.bf16;
     s.lastError = attn_last_error;
     s.description = std::string("attnc ") + k.what;
+    r.add(makeAbiKernelImpl(s));
+  }
+  // INT8 Q/K quantized per (b, h) by the bench, bf16 V: err(o) is against
+  // the float64 reference on the unquantized inputs (the quantization
+  // error included).
+  for (auto [fn, causal, name] :
+       {std::tuple{reinterpret_cast<AbiKernelFn>(bench_int8_mha_d128_int8), 0,
+                   "attnc-int8-mha-d128"},
+        std::tuple{reinterpret_cast<AbiKernelFn>(bench_int8_causal_d128_int8),
+                   1, "attnc-int8-causal-d128"}}) {
+    AbiKernelSpec s;
+    s.name = name;
+    s.fn = fn;
+    s.causal = causal;
+    s.staticD = 128;
+    s.scale = 1.0f / std::sqrt(128.0f);
+    s.int8 = true;
+    s.order = {ArgRole::Q,        ArgRole::K, ArgRole::V, ArgRole::QDescale,
+               ArgRole::KDescale, ArgRole::O, ArgRole::LSE};
+    s.lastError = attn_last_error;
+    s.description = "attnc tools/attn-bench/int8.mlir: int8 Q/K (per-head "
+                    "absmax), bf16 V, AVX512-VNNI and -BF16 if the host has them";
     r.add(makeAbiKernelImpl(s));
   }
 }
