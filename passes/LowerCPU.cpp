@@ -1850,8 +1850,27 @@ CpuLowering::matchContraction(unsigned id) {
   if (c.a.getInput() < 0 || c.b.getInput() < 0 || loadUses(c.a, row) ||
       !loadUses(c.b, row) || loadUses(c.b, c.i) || !loadUses(c.a, c.i))
     return std::nullopt;
-  if (e.cond) {
-    if (usesRank(e.cond, c.k))
+  // A condition over k that is the mask of the scores B was computed from:
+  // B = exp(X - r) with X = ... if (cond) else -inf is 0 wherever cond
+  // fails, so the condition adds nothing to the sum (for finite A; paged
+  // KV repeats its mask here so that the interpreter never reads a block
+  // table entry past a sequence's pages; gathers are clamped here anyway).
+  ExprAttr cond = e.cond;
+  if (cond && usesRank(cond, c.k) && gc.isEinsum(c.b.getInput())) {
+    ExprAttr bx = gc.einsum(c.b.getInput()).expr;
+    if (bx.getKind() == ExprKind::Exp &&
+        bx.getArgs()[0].getKind() == ExprKind::Sub) {
+      ExprAttr x = bx.getArgs()[0].getArgs()[0];
+      if (x.getKind() == ExprKind::Load && x.getInput() >= 0 &&
+          gc.isEinsum(x.getInput())) {
+        const GEinsum &xe = gc.einsum(x.getInput());
+        if (xe.cond == cond && xe.fill && std::isinf(*xe.fill) && *xe.fill < 0)
+          cond = ExprAttr();
+      }
+    }
+  }
+  if (cond) {
+    if (usesRank(cond, c.k))
       return std::nullopt;
     // Evaluated on vectors of rows: no tensor read along the rows.
     // Argument loads at the row alone (segment ids) are packed per task.

@@ -134,6 +134,32 @@ struct Buffer {
 /// rounded to their storage type (i32 metadata uniform in [0, |p| + 1]),
 /// outputs filled with `sentinel`; `inputs` gets the same input values for
 /// the interpreter.
+/// The size of the dimension that argument `arg` indexes when it is read as
+/// a gather index (`%x[%arg[..], ..]`), or 0.
+inline int64_t indexedSize(mlir::attn::CascadeOp c, unsigned arg,
+                           const llvm::StringMap<int64_t> &sizes) {
+  int64_t found = 0;
+  for (auto op : c.getBodyBlock().getOps<mlir::attn::EinsumOp>())
+    op.getExpr().walk([&](mlir::attn::ExprAttr n) {
+      if (found || n.getKind() != mlir::attn::ExprKind::Load ||
+          n.getInput() < 0)
+        return;
+      auto outer = mlir::dyn_cast<mlir::BlockArgument>(op.getInputs()[n.getInput()]);
+      if (!outer)
+        return;
+      auto nt = mlir::cast<mlir::attn::NamedTensorType>(
+          c.getFunctionType().getInput(outer.getArgNumber()));
+      for (auto [pos, ix] : llvm::enumerate(n.getArgs())) {
+        if (ix.getKind() != mlir::attn::ExprKind::Load || ix.getInput() < 0)
+          continue;
+        auto idx = mlir::dyn_cast<mlir::BlockArgument>(op.getInputs()[ix.getInput()]);
+        if (idx && idx.getArgNumber() == arg)
+          found = sizes.lookup(nt.getRanks()[pos].getValue());
+      }
+    });
+  return found;
+}
+
 inline void makeArgs(mlir::attn::CascadeOp c,
                      const llvm::StringMap<int64_t> &sizes, uint64_t seed,
                      double amplitude, float sentinel,
@@ -176,6 +202,18 @@ inline void makeArgs(mlir::attn::CascadeOp c,
         if (!b.idata.empty())
           b.idata[0] = 0;
       }
+      // Block tables index a dimension of another argument (a paged cache's
+      // page rank): values below its size (the entry point checks them).
+      // Sequence lengths within the keys (|p| may be rounded up to whole
+      // pages by the kernel, never by the interpreter).
+      if (sparse && sparse.getKind() == mlir::attn::SparseKind::SeqLens &&
+          sizes.count("p"))
+        for (int32_t &x : b.idata)
+          x = int32_t(int64_t(x) % (sizes.lookup("p") + 1));
+      if (sparse && sparse.getKind() == mlir::attn::SparseKind::BlockTable)
+        if (int64_t bound = indexedSize(c, k, sizes); bound > 0)
+          for (int32_t &x : b.idata)
+            x = int32_t(int64_t(x) % bound);
       for (int64_t j = 0; j < n; ++j)
         t.data[j] = b.idata[j];
     } else if (elem.isInteger(8)) {

@@ -107,6 +107,7 @@ int main(int argc, char **argv) {
     attn_status st;
     run(k, small, threads, st);
     mlir::attn::InterpretOptions opts;
+    opts.sizes = sizes; // a rank no tensor shows (paged KV's p) too
     auto want = mlir::attn::interpret(c, small.inputs, opts);
     double err = 0;
     bool ok = st == ATTN_OK && want.ok();
