@@ -362,6 +362,9 @@ private:
   Value pairLoadWide(ExprAttr load, int64_t w);
   SmallVector<Value> argIndices(ExprAttr load);
   void emitAPairCopy(const Contraction &c, Value kExt);
+  void emitPairLoop(Value kExt, Value jEnd, int64_t jStep,
+                    function_ref<Value(Value, Value)> row,
+                    function_ref<void(Value, Value, Value)> store);
   std::optional<Contraction> matchContraction(unsigned id);
   void emitContraction(unsigned id, const Contraction &c);
 
@@ -2191,6 +2194,18 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
             b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
         init.assign(rows * jb, zero);
       }
+      // One register row of a dot-product instruction (vdpbf16ps,
+      // vpdpbusd): acc[r, cc] = fn(acc[r, cc], a, bv[cc]).
+      auto dotRow = [&](scf::ForOp kLoop, SmallVector<Value> &next, Type t,
+                        StringAttr fn, Value a, ArrayRef<Value> bv,
+                        int64_t r) {
+        for (int64_t cc = 0; cc < jb; ++cc)
+          next.push_back(LLVM::CallIntrinsicOp::create(
+                             b, loc, t, fn,
+                             ValueRange{kLoop.getRegionIterArgs()[r * jb + cc],
+                                        a, bv[cc]})
+                             .getResult(0));
+      };
       // The k loop; `wide`: A's pairs read as one 32-bit load each.
       auto emitKLoop = [&](bool wide) -> scf::ForOp {
       auto kLoop = scf::ForOp::create(b, loc, cIndex(0), kSteps, cIndex(1), init);
@@ -2241,12 +2256,7 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
           word = arith::XOrIOp::create(b, loc, word, flip);
           Value a = vector::BitCastOp::create(
               b, loc, quadT, vector::BroadcastOp::create(b, loc, i32v, word));
-          for (int64_t cc = 0; cc < jb; ++cc)
-            next.push_back(LLVM::CallIntrinsicOp::create(
-                               b, loc, i32v, dot,
-                               ValueRange{kLoop.getRegionIterArgs()[r * jb + cc],
-                                          a, bv[cc]})
-                               .getResult(0));
+          dotRow(kLoop, next, i32v, dot, a, bv, r);
         }
         scf::YieldOp::create(b, loc, next);
         rankValue.erase(c.k);
@@ -2294,12 +2304,7 @@ void CpuLowering::emitContraction(unsigned id, const Contraction &c) {
             Value a1 = emitLoadRaw(c.a);
             a = pairBroadcast(a0, a1);
           }
-          for (int64_t cc = 0; cc < jb; ++cc)
-            next.push_back(LLVM::CallIntrinsicOp::create(
-                               b, loc, vt, dot,
-                               ValueRange{kLoop.getRegionIterArgs()[r * jb + cc],
-                                          a, bv[cc]})
-                               .getResult(0));
+          dotRow(kLoop, next, vt, dot, a, bv, r);
         }
         scf::YieldOp::create(b, loc, next);
         rankValue.erase(c.k);
@@ -2424,34 +2429,18 @@ void CpuLowering::emitPairCopy(const Contraction &c, Value kExt) {
   auto vt = VectorType::get({w}, b.getF32Type());
   auto ht = VectorType::get({w}, b.getBF16Type());
   Value nvec = arith::CeilDivSIOp::create(b, loc, rowValid, cIndex(w));
-  Value npair = arith::CeilDivSIOp::create(b, loc, kExt, cIndex(2));
-  Value last = arith::SubIOp::create(b, loc, kExt, cIndex(1));
-  SmallVector<int64_t> mix;
-  for (int64_t j = 0; j < w; ++j)
-    mix.append({j, j + w});
-  auto kLoop = scf::ForOp::create(b, loc, cIndex(0), npair, cIndex(1));
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(kLoop.getBody());
-  Value kp = kLoop.getInductionVar();
-  Value k0 = arith::MulIOp::create(b, loc, kp, cIndex(2));
-  Value k1 = arith::AddIOp::create(b, loc, k0, cIndex(1));
-  Value has1 =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, k1, kExt);
-  Value k1c = minIndex(k1, last);
-  auto vLoop = scf::ForOp::create(b, loc, cIndex(0), nvec, cIndex(1));
-  b.setInsertionPointToStart(vLoop.getBody());
-  Value col = arith::MulIOp::create(b, loc, vLoop.getInductionVar(), cIndex(w));
-  Value lo = vector::LoadOp::create(b, loc, vt, src, ValueRange{k0, col});
-  Value hi = vector::LoadOp::create(b, loc, vt, src, ValueRange{k1c, col});
-  Value zero = arith::ConstantOp::create(
-      b, loc, vt, DenseElementsAttr::get(vt, b.getF32FloatAttr(0)));
-  hi = arith::SelectOp::create(b, loc, has1, hi, zero);
-  Value mixed = vector::ShuffleOp::create(
-      b, loc, arith::TruncFOp::create(b, loc, ht, lo),
-      arith::TruncFOp::create(b, loc, ht, hi), mix);
-  vector::StoreOp::create(b, loc, mixed, pb.mem,
-                          ValueRange{kp, arith::MulIOp::create(
-                                             b, loc, col, cIndex(2))});
+  emitPairLoop(
+      kExt, nvec, 1,
+      [&](Value k, Value v) -> Value {
+        Value col = arith::MulIOp::create(b, loc, v, cIndex(w));
+        return arith::TruncFOp::create(
+            b, loc, ht, vector::LoadOp::create(b, loc, vt, src, ValueRange{k, col}));
+      },
+      [&](Value kp, Value v, Value mixed) {
+        vector::StoreOp::create(
+            b, loc, mixed, pb.mem,
+            ValueRange{kp, arith::MulIOp::create(b, loc, v, cIndex(2 * w))});
+      });
 }
 
 /// Copies A (a bf16 tensor with unit innermost stride along i) into bf16
@@ -2462,6 +2451,33 @@ void CpuLowering::emitAPairCopy(const Contraction &c, Value kExt) {
   int64_t w = options.vectorWidth;
   APairBuffer &ab = aPairBuffers[c.aPairBuf];
   Value src = argUnitInner.lookup(c.a.getInput()).first;
+  auto ht = VectorType::get({w}, b.getBF16Type());
+  emitPairLoop(
+      kExt, cIndex(ab.iExtent), w,
+      [&](Value k, Value i) -> Value {
+        rankValue[c.k] = k;
+        rankValue[c.i] = i;
+        SmallVector<Value> idx = argIndices(c.a);
+        rankValue.erase(c.k);
+        rankValue.erase(c.i);
+        return vector::LoadOp::create(b, loc, ht, src, idx);
+      },
+      [&](Value kp, Value i, Value mixed) {
+        vector::StoreOp::create(
+            b, loc, mixed, ab.mem,
+            ValueRange{kp, arith::MulIOp::create(b, loc, i, cIndex(2))});
+      });
+}
+
+/// The loop both pair copies run: for each pair kp of the k extent `kExt`
+/// and each j in [0, jEnd) by `jStep`, the bf16 rows `row(2 kp, j)` and
+/// `row(2 kp + 1, j)` (the second clamped into kExt and zeroed past it: the
+/// partner of an odd last k) interleaved lane by lane, `store(kp, j, ..)`.
+void CpuLowering::emitPairLoop(
+    Value kExt, Value jEnd, int64_t jStep,
+    function_ref<Value(Value, Value)> row,
+    function_ref<void(Value, Value, Value)> store) {
+  int64_t w = options.vectorWidth;
   auto ht = VectorType::get({w}, b.getBF16Type());
   Value npair = arith::CeilDivSIOp::create(b, loc, kExt, cIndex(2));
   Value last = arith::SubIOp::create(b, loc, kExt, cIndex(1));
@@ -2477,27 +2493,15 @@ void CpuLowering::emitAPairCopy(const Contraction &c, Value kExt) {
   Value has1 =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, k1, kExt);
   Value k1c = minIndex(k1, last);
-  auto iLoop = scf::ForOp::create(b, loc, cIndex(0), cIndex(ab.iExtent),
-                                  cIndex(w));
-  b.setInsertionPointToStart(iLoop.getBody());
-  Value i = iLoop.getInductionVar();
-  auto rowAt = [&](Value k) {
-    rankValue[c.k] = k;
-    rankValue[c.i] = i;
-    SmallVector<Value> idx = argIndices(c.a);
-    return vector::LoadOp::create(b, loc, ht, src, idx).getResult();
-  };
-  Value lo = rowAt(k0);
-  Value hi = rowAt(k1c);
-  rankValue.erase(c.k);
-  rankValue.erase(c.i);
+  auto jLoop = scf::ForOp::create(b, loc, cIndex(0), jEnd, cIndex(jStep));
+  b.setInsertionPointToStart(jLoop.getBody());
+  Value j = jLoop.getInductionVar();
+  Value lo = row(k0, j);
+  Value hi = row(k1c, j);
   Value zero = arith::ConstantOp::create(
       b, loc, ht, DenseElementsAttr::get(ht, b.getFloatAttr(b.getBF16Type(), 0)));
   hi = arith::SelectOp::create(b, loc, has1, hi, zero);
-  Value mixed = vector::ShuffleOp::create(b, loc, lo, hi, mix);
-  vector::StoreOp::create(
-      b, loc, mixed, ab.mem,
-      ValueRange{kp, arith::MulIOp::create(b, loc, i, cIndex(2))});
+  store(kp, j, vector::ShuffleOp::create(b, loc, lo, hi, mix));
 }
 
 void CpuLowering::emitInitState(unsigned id) {

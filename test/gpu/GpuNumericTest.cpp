@@ -255,6 +255,15 @@ bool runCase(const Case &c, const Entry &entry, std::mt19937 &rng) {
   return bad == 0;
 }
 
+/// The entry point of a generated kernel with arguments (q, k, v, o, lse).
+template <typename Args, attn_status (*Fn)(const Args *, const attn_launch *)>
+attn_status entryOf(const attn_tensor *q, const attn_tensor *k,
+                    const attn_tensor *v, const attn_tensor *o,
+                    const attn_tensor *l) {
+  Args a{q, k, v, o, l};
+  return Fn(&a, nullptr);
+}
+
 } // namespace
 
 int main() {
@@ -272,42 +281,12 @@ int main() {
   CU(cu.ctxSetCurrent(ctx));
   std::printf("device 0: sm_%d%d\n", major, minor);
 
-  auto mha = [](const attn_tensor *q, const attn_tensor *k,
-                const attn_tensor *v, const attn_tensor *o,
-                const attn_tensor *l) {
-    gpu_mha_mha_args a{q, k, v, o, l};
-    return gpu_mha_mha(&a, nullptr);
-  };
-  auto causal = [](const attn_tensor *q, const attn_tensor *k,
-                   const attn_tensor *v, const attn_tensor *o,
-                   const attn_tensor *l) {
-    gpu_causal_causal_args a{q, k, v, o, l};
-    return gpu_causal_causal(&a, nullptr);
-  };
-  auto mha128 = [](const attn_tensor *q, const attn_tensor *k,
-                   const attn_tensor *v, const attn_tensor *o,
-                   const attn_tensor *l) {
-    gpu_mha_d128_mha_args a{q, k, v, o, l};
-    return gpu_mha_d128_mha(&a, nullptr);
-  };
-  auto gqa = [](const attn_tensor *q, const attn_tensor *k,
-                const attn_tensor *v, const attn_tensor *o,
-                const attn_tensor *l) {
-    gpu_gqa_gqa_args a{q, k, v, o, l};
-    return gpu_gqa_gqa(&a, nullptr);
-  };
-  auto softcap = [](const attn_tensor *q, const attn_tensor *k,
-                    const attn_tensor *v, const attn_tensor *o,
-                    const attn_tensor *l) {
-    gpu_softcap_softcap_args a{q, k, v, o, l};
-    return gpu_softcap_softcap(&a, nullptr);
-  };
-  auto alibi = [](const attn_tensor *q, const attn_tensor *k,
-                  const attn_tensor *v, const attn_tensor *o,
-                  const attn_tensor *l) {
-    gpu_alibi_alibi_args a{q, k, v, o, l};
-    return gpu_alibi_alibi(&a, nullptr);
-  };
+  const Entry mha = entryOf<gpu_mha_mha_args, gpu_mha_mha>;
+  const Entry causal = entryOf<gpu_causal_causal_args, gpu_causal_causal>;
+  const Entry mha128 = entryOf<gpu_mha_d128_mha_args, gpu_mha_d128_mha>;
+  const Entry gqa = entryOf<gpu_gqa_gqa_args, gpu_gqa_gqa>;
+  const Entry softcap = entryOf<gpu_softcap_softcap_args, gpu_softcap_softcap>;
+  const Entry alibi = entryOf<gpu_alibi_alibi_args, gpu_alibi_alibi>;
   const Case cases[] = {
       {"gpu_mha_mha", false, 64, 2, 3, 113, 113, 0, true},
       {"gpu_mha_mha", false, 64, 1, 2, 1, 1, 0, true},
@@ -334,12 +313,12 @@ int main() {
   std::mt19937 rng(20261123);
   int failed = 0;
   for (const Case &c : cases) {
-    const Entry entry = c.transform == 1 ? Entry(softcap)
-                        : c.transform == 2 ? Entry(alibi)
-                        : c.group > 1  ? Entry(gqa)
-                        : c.d == 128 ? Entry(mha128)
-                        : c.causal   ? Entry(causal)
-                                     : Entry(mha);
+    const Entry entry = c.transform == 1 ? softcap
+                        : c.transform == 2 ? alibi
+                        : c.group > 1      ? gqa
+                        : c.d == 128       ? mha128
+                        : c.causal         ? causal
+                                           : mha;
     failed += !runCase(c, entry, rng);
   }
   std::printf("%d of %zu cases failed\n", failed, sizeof cases / sizeof *cases);

@@ -59,11 +59,11 @@
 // CHECK: %[[C1:[0-9]+]] = arith.addi %[[C0]], %c1{{.*}} : index
 // CHECK: %[[HAS1:[0-9]+]] = arith.cmpi ult, %[[C1]], %[[KV]] : index
 // CHECK: %[[LOV:[0-9]+]] = vector.load %{{.*}}[%[[C0]], %{{.*}}] : memref<32x32xf32>, vector<16xf32>
-// CHECK: %[[HIV:[0-9]+]] = vector.load %{{.*}}[%{{.*}}, %{{.*}}] : memref<32x32xf32>, vector<16xf32>
-// CHECK: %[[HIZ:[0-9]+]] = arith.select %[[HAS1]], %[[HIV]], %{{.*}} : vector<16xf32>
-// CHECK: %[[HIB:[0-9]+]] = arith.truncf %[[HIZ]] : vector<16xf32> to vector<16xbf16>
 // CHECK: %[[LOB:[0-9]+]] = arith.truncf %[[LOV]] : vector<16xf32> to vector<16xbf16>
-// CHECK: %[[MIX:[0-9]+]] = vector.shuffle %[[LOB]], %[[HIB]] [0, 16, 1, 17, 2, 18, {{.*}}, 15, 31] : vector<16xbf16>, vector<16xbf16>
+// CHECK: %[[HIV:[0-9]+]] = vector.load %{{.*}}[%{{.*}}, %{{.*}}] : memref<32x32xf32>, vector<16xf32>
+// CHECK: %[[HIB:[0-9]+]] = arith.truncf %[[HIV]] : vector<16xf32> to vector<16xbf16>
+// CHECK: %[[HIZ:[0-9]+]] = arith.select %[[HAS1]], %[[HIB]], %{{.*}} : vector<16xbf16>
+// CHECK: %[[MIX:[0-9]+]] = vector.shuffle %[[LOB]], %[[HIZ]] [0, 16, 1, 17, 2, 18, {{.*}}, 15, 31] : vector<16xbf16>, vector<16xbf16>
 // CHECK: vector.store %[[MIX]], %[[SPAIR]][%[[CP]], %{{.*}}] : memref<16x64xbf16>, vector<32xbf16>
 // The PV micro-kernel then reads the pairs of sn and V[2kp, f], V[2kp+1, f].
 // CHECK: vector.load %[[SPAIR]][%{{.*}}, %{{.*}}] : memref<16x64xbf16>, vector<32xbf16>
