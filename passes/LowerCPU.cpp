@@ -37,6 +37,7 @@
 #include "attn/Passes.h"
 #include "attn/Transforms/GlobalCascade.h"
 #include "attn/Transforms/MaskTiles.h"
+#include "attn/Transforms/Products.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -70,6 +71,14 @@ namespace {
 //===----------------------------------------------------------------------===//
 
 enum class Place { Pre, Loop, Post };
+
+// Linear attention (passes/LowerCPULinear.inc).
+struct LinearPlan;
+struct LinearSource;
+std::shared_ptr<LinearPlan> matchLinearAttention(GlobalCascade &gc,
+                                                 std::string &why);
+bool hasFeatureMap(CascadeOp cascade);
+const SmallVector<int> &linearTaskRanks(const LinearPlan &plan);
 
 /// The key loop of a cascade in 1-pass form: p -> p1, p0 with Einsums
 /// iterating p1.
@@ -185,6 +194,16 @@ FailureOr<CpuTaskPlan> planTasks(GlobalCascade &gc,
   CpuTaskPlan plan;
   if (gc.yields().empty()) {
     why = "the cascade yields nothing";
+    return failure();
+  }
+  // Linear attention: one task per head (passes/LowerCPULinear.inc).
+  std::string linearWhy;
+  if (auto lp = matchLinearAttention(gc, linearWhy)) {
+    plan.taskRanks = linearTaskRanks(*lp);
+    return plan;
+  }
+  if (hasFeatureMap(cascade)) {
+    why = "linear attention not in a form attn-reassociate writes: " + linearWhy;
     return failure();
   }
   // Task ranks: the dynamic ranks every result has.
@@ -476,6 +495,19 @@ private:
   unsigned currentId = 0;
   /// Vector lanes along the row rank in the Einsum being emitted (0: scalar).
   int64_t lanes = 0;
+
+  // Linear attention (passes/LowerCPULinear.inc, docs/codegen.md "Linear
+  // attention"): one task per head, states shared by its rows.
+  std::shared_ptr<LinearPlan> linear;
+  /// Values that loads of these Einsums read instead of their buffers.
+  llvm::DenseMap<unsigned, Value> loadOverride;
+  void emitLinear(Value begin, Value end, ArrayRef<Value> present);
+  Value emitLinearSource(const LinearSource &s);
+  /// C[i, :] (+)= sum_k A(i, k) B[k, :] for i < mExt, k < kExt over the n
+  /// columns of C and B (a multiple of the vector width).
+  void emitLinearGemm(Value cMem, Value bMem, int64_t n, Value mExt, Value kExt,
+                      bool accumulate, function_ref<Value(Value, Value)> aAt,
+                      function_ref<Value(Value, Value, Value)> epilogue = {});
 };
 
 std::optional<int64_t> CpuLowering::localExtent(unsigned g) const {
@@ -494,6 +526,9 @@ LogicalResult CpuLowering::place() {
   if (failed(p))
     return emitError(loc) << "attn-lower-cpu: " << why;
   plan = *p;
+  std::string linearWhy;
+  if ((linear = matchLinearAttention(gc, linearWhy)))
+    return success();
   key = findKeyLoop(gc);
 
   for (unsigned id : gc.body()) {
@@ -1345,6 +1380,8 @@ SmallVector<Value> CpuLowering::argIndices(ExprAttr load) {
 
 Value CpuLowering::emitLoadRaw(ExprAttr load) {
   int64_t id = load.getInput() < 0 ? currentId : load.getInput();
+  if (Value v = loadOverride.lookup(id))
+    return v;
   const GEinsum &self = gc.einsum(currentId);
   if (!gc.isEinsum(id)) {
     if (lanes)
@@ -2660,6 +2697,16 @@ FailureOr<func::FuncOp> CpuLowering::run() {
         arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0))));
   }
 
+  if (linear) {
+    emitLinear(begin, end, present);
+    func::ReturnOp::create(b, loc);
+    if (hadError) {
+      func.erase();
+      return failure();
+    }
+    return func;
+  }
+
   // Per-call scratch: one buffer per Einsum.
   SmallVector<Value> allocs;
   for (unsigned id : gc.body()) {
@@ -2819,6 +2866,8 @@ FailureOr<func::FuncOp> CpuLowering::run() {
   }
   return func;
 }
+
+#include "LowerCPULinear.inc"
 
 //===----------------------------------------------------------------------===//
 // The pass

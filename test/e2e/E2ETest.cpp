@@ -607,6 +607,86 @@ TEST_CASE("PowerAttention, low-rank bias, GQA decode (8:1), MLA", "[e2e]") {
   // near those of the other tests.
   checkShapes("mla", {{1, 1}, {1, 300}, {70, 113}}, 1, 0.5);
 }
+TEST_CASE("linear attention: one task per head, states over the keys",
+          "[e2e][linear]") {
+  // attnc runs attn-reassociate on feature maps: phi(Q) (phi(K)^T V)
+  // without a mask, chunks with a running state under p <= m. elu + 1 maps
+  // (examples/linear*.mlir) at d = 64 and 59, causal chunks of 64, 16
+  // (--row-tile=16, so chunk boundaries fall inside 113) and AVX2 code;
+  // exp(x / 2) maps with a constant in the scores, 3 static heads looped in
+  // a task, K and V stored [b, p, h, e] and a second result log(den)
+  // (test/e2e/linear-exp.mlir). Lengths: 1, 113, 1023, chunk and tile
+  // boundaries (64/65), |m| != |p| both ways.
+  const std::vector<std::pair<int64_t, int64_t>> lengths = {
+      {1, 1}, {113, 113}, {64, 65}, {65, 64}, {1, 1023}, {130, 7}, {7, 130}};
+  for (const char *id : {"linear", "linear_causal", "linear_d59",
+                         "linear_causal_d59", "linear_causal_c16",
+                         "linear_causal_avx2", "linear_exp",
+                         "linear_exp_causal"})
+    checkShapes(id, lengths);
+}
+
+/// float64 linear attention of examples/linear*.mlir (phi = elu + 1,
+/// [b, h, tokens, dim] layouts), computed in its quadratic form: for
+/// lengths where the interpreter takes a minute.
+Reference linearReference(bool causal) {
+  return [causal](const std::vector<mlir::attn::Tensor> &in,
+                  mlir::attn::InterpretResult &want) {
+    const auto &q = in[0], &k = in[1], &v = in[2];
+    int64_t B = q.shape[0], H = q.shape[1], M = q.shape[2], E = q.shape[3];
+    int64_t P = k.shape[2], F = v.shape[3];
+    auto phi = [](double x) { return x > 0 ? x + 1 : std::exp(x); };
+    mlir::attn::Tensor o;
+    o.shape = {B, H, M, F};
+    o.data.assign(B * H * M * F, 0.0);
+    std::vector<double> num(F);
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      for (int64_t m = 0; m < M; ++m) {
+        std::fill(num.begin(), num.end(), 0.0);
+        double den = 0;
+        for (int64_t p = 0; p < (causal ? std::min(m + 1, P) : P); ++p) {
+          double a = 0;
+          for (int64_t e = 0; e < E; ++e)
+            a += phi(q.data[(bh * M + m) * E + e]) *
+                 phi(k.data[(bh * P + p) * E + e]);
+          den += a;
+          for (int64_t f = 0; f < F; ++f)
+            num[f] += a * v.data[(bh * P + p) * F + f];
+        }
+        for (int64_t f = 0; f < F; ++f)
+          o.data[(bh * M + m) * F + f] = num[f] / den;
+      }
+    want.outputs = {o};
+  };
+}
+
+TEST_CASE("linear attention: 1023 tokens, threads", "[e2e][linear]") {
+  for (const char *id : {"linear_d59", "linear_causal_d59"}) {
+    bool causal = std::string(id).find("causal") != std::string::npos;
+    const E2EKernel &k = kernel(id);
+    Variant v(k);
+    // The hand reference against the interpreter first (which rounds
+    // phi(Q), phi(K) and the scores to their f32 type: ~1e-8 apart).
+    Run small = prepare(v, sizesFor(v, 70, 113), 41);
+    mlir::attn::InterpretResult hand;
+    linearReference(causal)(small.inputs, hand);
+    REQUIRE(hand.outputs[0].data.size() == small.want.outputs[0].data.size());
+    for (size_t j = 0; j < hand.outputs[0].data.size(); ++j)
+      REQUIRE(std::fabs(hand.outputs[0].data[j] - small.want.outputs[0].data[j]) <=
+              1e-6 * (1 + std::fabs(small.want.outputs[0].data[j])));
+    Run run = prepare(v, sizesFor(v, 1023, 1023), 42, 2.0, {},
+                      linearReference(causal));
+    REQUIRE(call(k, run) == ATTN_OK);
+    check(run, 3);
+    // 2 heads x 3 batches on 1, 2 and all threads.
+    for (int threads : {1, 2, 0}) {
+      Run t = prepare(v, sizesFor(v, 300, 300, 2, 3), 43, 2.0, {},
+                      linearReference(causal));
+      REQUIRE(call(k, t, threads) == ATTN_OK);
+      check(t, 3);
+    }
+  }
+}
 TEST_CASE("decode and threads", "[e2e]") {
   // Lq = 1 against a long key sequence, on 1, 2 and all threads.
   const E2EKernel &k = kernel("mha");

@@ -5,7 +5,8 @@
 //   attnc variants.mlir -o build/flash --target=sm_80,sm_90a --storage=bf16
 //                                        # GPU: cubins embedded, CUDA launch
 //
-// For every attn.cascade of the input: attn-derive-online (the 1-pass form),
+// For every attn.cascade of the input: attn-reassociate where feature maps
+// (#attn.lowrank<feature_map>: linear attention) ask for it, attn-derive-online (the 1-pass form),
 // attn-lower-cpu (task function on memrefs), the CPU-to-LLVM pipeline,
 // translation to LLVM IR, the kernel's descriptor and entry point
 // (lib/Emit), LLVM's O3 pipeline and code generation for the target CPU;
@@ -152,6 +153,11 @@ static cl::opt<bool> noDerive(
     "no-derive",
     cl::desc("Do not run attn-derive-online (the input is already in the "
              "form to lower)"),
+    cl::init(false), cl::cat(category));
+static cl::opt<bool> noReassociate(
+    "no-reassociate",
+    cl::desc("Do not run attn-reassociate on cascades with feature maps "
+             "(#attn.lowrank<feature_map>: linear attention)"),
     cl::init(false), cl::cat(category));
 static cl::opt<bool> scalar(
     "scalar", cl::desc("Plain scalar loops (no micro-kernels, for debugging)"),
@@ -764,6 +770,18 @@ int main(int argc, char **argv) {
       OwningOpRef<ModuleOp> one = ModuleOp::create(c.getLoc());
       one->push_back(c->clone());
       PassManager pm(&context);
+      // Linear attention (feature maps) has a kernel in its reassociated
+      // form only: phi(Q) (phi(K)^T V), or causal chunks of the row tile.
+      bool featureMaps = false;
+      c.getBodyBlock().walk([&](mlir::attn::EinsumOp op) {
+        if (auto lr = op->getAttrOfType<mlir::attn::LowRankAttr>("attn.lowrank"))
+          featureMaps |= lr.getKind() == mlir::attn::LowRankKind::FeatureMap;
+      });
+      if (featureMaps && !noReassociate) {
+        mlir::attn::AttnReassociatePassOptions ro;
+        ro.chunk = t.rowTile;
+        pm.addPass(mlir::attn::createAttnReassociatePass(ro));
+      }
       mlir::attn::AttnDeriveOnlinePassOptions o;
       o.tile = t.keyTile;
       pm.addPass(mlir::attn::createAttnDeriveOnlinePass(o));
