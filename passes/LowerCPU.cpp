@@ -203,7 +203,8 @@ FailureOr<CpuTaskPlan> planTasks(GlobalCascade &gc,
     return plan;
   }
   if (hasFeatureMap(cascade)) {
-    why = "linear attention not in a form attn-reassociate writes: " + linearWhy;
+    why = "linear attention not in a form attn-reassociate writes (the "
+          "quadratic form has no kernel): " + linearWhy;
     return failure();
   }
   // Task ranks: the dynamic ranks every result has.

@@ -73,6 +73,7 @@ struct Options {
   int reps = 5, warmup = 1;
   std::vector<std::string> impls; // empty: all
   std::vector<int64_t> docLens;   // --doc-mask
+  bool linear = false;            // --linear
   int64_t checkRows = -2;         // -2 auto, -1 all, 0 none
   bool json = false, fork = true, selfTest = false;
   uint64_t seed = 1;
@@ -105,6 +106,10 @@ usage: attn-bench [options]
                    with the kept fraction of 64 x 64 tiles and the ratio to
                    the ideal (dense time x kept fraction); uses the first
                    --bh, --n and --threads
+  --linear         instead: linear attention (examples/linear*.mlir, d = 128)
+                   against our softmax kernel for each --n, with --causal,
+                   the first --bh and --threads: times, their ratio and the
+                   linear kernel's time per token (flat: O(N d^2))
   --json           one JSON object per configuration and impl per line
   --no-fork        run in this process (peak_rss_mib is then process-wide)
   --self-test      check the anchor and the ABI adapter (with its test double)
@@ -151,6 +156,7 @@ bool parseOptions(int argc, char **argv, Options &o, std::string &err) {
       std::exit(0);
     }
     if (flag("--json")) { o.json = true; continue; }
+    if (flag("--linear")) { o.linear = true; continue; }
     if (flag("--no-fork")) { o.fork = false; continue; }
     if (flag("--self-test")) { o.selfTest = true; continue; }
     if (!hasVal) {
@@ -579,12 +585,15 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (!o.docLens.empty()) {
+  if (!o.docLens.empty() || o.linear) {
     double load = loadAverage();
     if (load > 0.5 * std::thread::hardware_concurrency())
       std::fprintf(stderr, "attn-bench: warning: load average %.2f: other "
                            "processes are running, timings are unreliable\n",
                    load);
+    if (o.linear)
+      return runLinearBench(o.bh.front(), o.n, o.causal, o.threads.front(),
+                            o.reps);
     return runDocMaskBench(o.bh.front(), o.n.front(), o.threads.front(),
                            o.reps, o.docLens);
   }

@@ -145,6 +145,11 @@ namespace attn_bench {
 int runDocMaskBench(int64_t bh, int64_t n, int threads, int reps,
                     const std::vector<int64_t> &docLens);
 
+/// --linear (linear.cpp): linear attention against the softmax kernel for
+/// each sequence length of `ns`.
+int runLinearBench(int64_t bh, const std::vector<int64_t> &ns,
+                   const std::vector<int> &causals, int threads, int reps);
+
 /// Generated kernels, added by hand in generated.cpp (empty for now).
 void registerGeneratedImpls(Registry &r);
 
