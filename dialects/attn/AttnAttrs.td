@@ -85,7 +85,10 @@ def Attn_SparseKind : I32EnumAttr<"SparseKind", "sparsity annotation kind", [
     I32EnumAttrCase<"BlockIndices", 10, "block_indices">,
     I32EnumAttrCase<"BlockTable", 11, "block_table">,
     // Data-dependent: an Einsum with a top-k populate action.
-    I32EnumAttrCase<"TopK", 12, "topk">
+    I32EnumAttrCase<"TopK", 12, "topk">,
+    // Runtime metadata: per-query lists of key indices (retrieval, an
+    // indexer's top-k) gathered through.
+    I32EnumAttrCase<"KeyIndices", 13, "key_indices">
   ]> {
   let cppNamespace = "::mlir::attn";
   let genSpecializedAttr = 0;
@@ -196,7 +199,8 @@ def Attn_SparseAttr : Attn_Attr<"Sparse", "sparse"> {
     (`causal`, `causal_bottom_right`, `window`, `prefix`, `power2`, `sinks`).
     On an integer cascade argument: the runtime metadata it carries
     (`segment_ids`, `cu_seqlens`, `seq_lens`, `block_offsets`,
-    `block_indices`, `block_table`). On an Einsum with a populate action:
+    `block_indices`, `block_table`, `key_indices`). On an Einsum with a
+    populate action:
     `topk`.
   }];
   let parameters = (ins EnumParameter<Attn_SparseKind>:$kind);

@@ -29,6 +29,7 @@ static bool isMetadataKind(SparseKind k) {
   case SparseKind::SegmentIds: case SparseKind::CuSeqlens:
   case SparseKind::SeqLens: case SparseKind::BlockOffsets:
   case SparseKind::BlockIndices: case SparseKind::BlockTable:
+  case SparseKind::KeyIndices:
     return true;
   default:
     return false;

@@ -210,7 +210,8 @@ inline void makeArgs(mlir::attn::CascadeOp c,
           sizes.count("p"))
         for (int32_t &x : b.idata)
           x = int32_t(int64_t(x) % (sizes.lookup("p") + 1));
-      if (sparse && sparse.getKind() == mlir::attn::SparseKind::BlockTable)
+      if (sparse && (sparse.getKind() == mlir::attn::SparseKind::BlockTable ||
+                     sparse.getKind() == mlir::attn::SparseKind::KeyIndices))
         if (int64_t bound = indexedSize(c, k, sizes); bound > 0)
           for (int32_t &x : b.idata)
             x = int32_t(int64_t(x) % bound);

@@ -547,6 +547,62 @@ TEST_CASE("paged KV cache: a block table entry outside the cache is refused",
         CHECK(x == 12345.0f);
   }
 }
+TEST_CASE("sparse attention over given key indices per query",
+          "[e2e][sparse]") {
+  // examples/sparse-indices.mlir: query m attends to the |l| keys
+  // key_indices[b, h, m, :] names, gathered from K and V. Random lists
+  // (duplicates allowed: a key listed twice counts twice), lists naming
+  // only the first or only the last key, |l| = 1 and |l| > |p|.
+  for (const char *id : {"sparse_indices", "sparse_indices_d111"}) {
+    const E2EKernel &k = kernel(id);
+    Variant v(k);
+    for (auto [m, p, l] : {std::tuple<int64_t, int64_t, int64_t>{113, 1023, 64},
+                           {1, 113, 17}, {200, 7, 1}, {37, 5, 9}})
+      for (int pattern : {0, 1, 2}) {
+        DYNAMIC_SECTION(id << " m=" << m << " p=" << p << " l=" << l
+                           << " pattern=" << pattern) {
+          int64_t n = 2 * 3 * m * l;
+          std::mt19937 rng(uint32_t(m * 7 + p * 3 + l + pattern));
+          std::vector<int32_t> idx(n);
+          for (int64_t j = 0; j < n; ++j)
+            idx[j] = pattern == 0   ? int32_t(rng() % p)
+                     : pattern == 1 ? 0
+                                    : int32_t(p - 1);
+          Run run = prepare(v, {{"b", 2}, {"h", 3}, {"m", m}, {"p", p},
+                                {"l", l}},
+                            47, 2.0, [&](std::vector<Buffer> &args) {
+                              args[3].idata = idx;
+                            });
+          for (int threads : {1, 2}) {
+            REQUIRE(call(k, run, threads) == ATTN_OK);
+            check(run, 4);
+          }
+        }
+      }
+  }
+}
+
+TEST_CASE("sparse key indices: an entry outside the keys is refused",
+          "[e2e][sparse]") {
+  // The entry point checks every key index against |p| before any work:
+  // ATTN_ERR_METADATA naming the argument, outputs untouched.
+  const E2EKernel &k = kernel("sparse_indices");
+  Variant v(k);
+  for (int32_t bad : {-1, 50, 1 << 30}) {
+    Run run = prepare(v, {{"b", 1}, {"h", 2}, {"m", 5}, {"p", 50}, {"l", 4}},
+                      53, 2.0, [&](std::vector<Buffer> &args) {
+                        args[3].idata.assign(2 * 5 * 4, 7);
+                      });
+    run.args[3].idata[2 * 5 * 4 - 3] = bad;
+    INFO("entry " << bad);
+    CHECK(call(k, run) == ATTN_ERR_METADATA);
+    CHECK(std::string(attn_last_error()).find("key_indices") !=
+          std::string::npos);
+    for (size_t i = 4; i < run.args.size(); ++i)
+      for (float x : run.args[i].data)
+        CHECK(x == 12345.0f);
+  }
+}
 TEST_CASE("INT8 Q and K with descales (test/e2e/int8-qk.mlir)",
           "[e2e][int8]") {
   // int8 values in [-127, 127], descales ~ 1/127 so that scores stay O(1).

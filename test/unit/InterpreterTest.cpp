@@ -377,6 +377,47 @@ TEST_CASE("interpreter: paged KV cache (shuffled, shared pages)",
   requireSame(out, handref::pagedAttention(q, kCache, vCache, {{13}, {-1}}, {1, 0}, 0.125));
 }
 
+TEST_CASE("interpreter: sparse attention over given key indices",
+          "[interpreter]") {
+  // examples/sparse-indices.mlir against a float64 loop that attends each
+  // query to the keys its list names: |l| = 5 lists over |p| = 9 keys with
+  // a repeated key (counted twice) and a list naming one key only.
+  Example ex("sparse-indices");
+  const int64_t B = 1, H = 2, M = 3, L = 5, P = 9, D = 64;
+  Dense q = handref::randomTensor({B, H, M, D}, 81);
+  Dense k = handref::randomTensor({B, H, P, D}, 82);
+  Dense v = handref::randomTensor({B, H, P, D}, 83);
+  std::vector<int64_t> idx = {0, 8, 3, 3, 5,  4, 4, 4, 4, 4,  8, 7, 6, 1, 2,
+                              1, 2, 3, 4, 5,  0, 0, 0, 0, 0,  6, 8, 6, 8, 7};
+  auto out = ex.run({q, k, v, ints({B, H, M, L}, idx)});
+  Dense o = handref::zeros({B, H, M, D}), lse = handref::zeros({B, H, M});
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t m = 0; m < M; ++m) {
+      std::vector<double> s(L);
+      double mx = -INFINITY;
+      for (int64_t l = 0; l < L; ++l) {
+        int64_t key = idx[(h * M + m) * L + l];
+        s[l] = 0;
+        for (int64_t e = 0; e < D; ++e)
+          s[l] += q.at({0, h, m, e}) * k.at({0, h, key, e});
+        s[l] *= 0.125;
+        mx = std::max(mx, s[l]);
+      }
+      double sum = 0;
+      for (double &x : s)
+        sum += (x = std::exp(x - mx));
+      for (int64_t f = 0; f < D; ++f) {
+        double acc = 0;
+        for (int64_t l = 0; l < L; ++l)
+          acc += s[l] * v.at({0, h, idx[(h * M + m) * L + l], f});
+        o.at({0, h, m, f}) = acc / sum;
+      }
+      lse.at({0, h, m}) = mx + std::log(sum);
+    }
+  requireClose(out[0].data, o.data);
+  requireClose(out[1].data, lse.data);
+}
+
 TEST_CASE("interpreter: T5 relative position bias", "[interpreter]") {
   Example ex("relative-position-bias");
   struct Case {

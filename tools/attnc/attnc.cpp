@@ -345,8 +345,9 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
     }
   }
   // Index tensors gathered through (a paged KV cache's block table, marked
-  // block_table): the entry point checks every value against the size of
-  // the dimension it indexes, as the lowering would otherwise clamp it.
+  // block_table; per-query key lists, marked key_indices): the entry point
+  // checks every value against the size of the dimension it indexes, as the
+  // lowering would otherwise clamp it.
   using mlir::attn::ExprAttr;
   using mlir::attn::ExprKind;
   for (mlir::attn::EinsumOp op :
@@ -370,7 +371,8 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
               continue;
             auto sparse = mlir::attn::argSparsity(original, idx.getArgNumber());
             if (!sparse ||
-                sparse.getKind() != mlir::attn::SparseKind::BlockTable)
+                (sparse.getKind() != mlir::attn::SparseKind::BlockTable &&
+                 sparse.getKind() != mlir::attn::SparseKind::KeyIndices))
               continue;
             StringRef dim = nt.getRanks()[pos].getValue();
             if (!rankIds.count(dim))
