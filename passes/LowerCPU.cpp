@@ -59,6 +59,7 @@
 #include "llvm/ADT/StringSet.h"
 
 #include <cmath>
+#include <functional>
 
 namespace mlir::attn {
 #define GEN_PASS_DEF_ATTNLOWERCPUPASS
@@ -1082,27 +1083,47 @@ std::pair<Value, Value> CpuLowering::keyTileRange() {
                    co[key.outer] == 0;
       if (!tiled && !plain)
         return false;
-      if (u.bound.getKind() == ExprKind::Load) {
-        Type elem = cast<MemRefType>(argMems[u.bound.getInput()].getType())
+      // Loads in the bound (a length, `seq_lens[b]`) must be integers.
+      bool intLoads = true;
+      walkExpr(u.bound, [&](ExprAttr n) {
+        if (n.getKind() != ExprKind::Load)
+          return;
+        Type elem = cast<MemRefType>(argMems[n.getInput()].getType())
                         .getElementType();
-        if (!isa<IntegerType>(elem) || elem.getIntOrFloatBitWidth() < 2)
-          return false;
-      }
+        intLoads &= isa<IntegerType>(elem) && elem.getIntOrFloatBitWidth() >= 2;
+      });
+      if (!intLoads)
+        return false;
     }
+    // The bound as an index: affine parts, integer loads (at fixed task
+    // ranks), their sums and differences (what classifyMask accepts).
+    std::function<Value(ExprAttr)> boundValue = [&](ExprAttr x) -> Value {
+      switch (x.getKind()) {
+      case ExprKind::Index:
+        return emitAffine(x.getIndex());
+      case ExprKind::Load: {
+        Value v = emitLoadRaw(x);
+        if (v.getType().getIntOrFloatBitWidth() < 64)
+          v = arith::ExtSIOp::create(b, loc, b.getI64Type(), v);
+        return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+      }
+      case ExprKind::Add:
+        return arith::AddIOp::create(b, loc, boundValue(x.getArgs()[0]),
+                                     boundValue(x.getArgs()[1]));
+      case ExprKind::Sub:
+        return arith::SubIOp::create(b, loc, boundValue(x.getArgs()[0]),
+                                     boundValue(x.getArgs()[1]));
+      default: // Neg
+        return arith::SubIOp::create(b, loc, cIndex(0),
+                                     boundValue(x.getArgs()[0]));
+      }
+    };
     auto boundAt = [&](Value m) {
       Value ub;
       for (const MaskConjunct::UpperBound &u : mc.upper) {
         rankValue[plan.rowRank] = m;
         currentId = maskId;
-        Value v;
-        if (u.bound.getKind() == ExprKind::Index) {
-          v = emitAffine(u.bound.getIndex());
-        } else {
-          v = emitLoadRaw(u.bound);
-          if (v.getType().getIntOrFloatBitWidth() < 64)
-            v = arith::ExtSIOp::create(b, loc, b.getI64Type(), v);
-          v = arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
-        }
+        Value v = boundValue(u.bound);
         rankValue.erase(plan.rowRank);
         v = arith::SubIOp::create(b, loc, v, cIndex(u.strict));
         ub = ub ? arith::MaxSIOp::create(b, loc, ub, v).getResult() : v;

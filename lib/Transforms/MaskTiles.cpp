@@ -272,8 +272,43 @@ SmallVector<MaskConjunct> attn::classifyMask(const GlobalCascade &gc,
               "(cascade arguments only)";
       continue;
     }
-    // Prefix: an `or` of upper bounds on the key.
-    if (c.getKind() == ExprKind::Or) {
+    // Prefix: an `or` of upper bounds on the key (or one such bound that
+    // is not affine: a length read from an argument, `p <= seq_lens[b] -
+    // |m| + m`).
+    ExprKind ck = c.getKind();
+    if (ck == ExprKind::Or || ck == ExprKind::Lt || ck == ExprKind::Le ||
+        ck == ExprKind::Gt || ck == ExprKind::Ge) {
+      // A bound: affine in the sizes, the fixed ranks and the row (with a
+      // coefficient of the row's sign `sign`: the bound must not decrease
+      // as the row grows), integer argument loads at fixed ranks, and sums
+      // and differences of these.
+      std::function<bool(ExprAttr, int)> boundOk = [&](ExprAttr x,
+                                                       int sign) -> bool {
+        switch (x.getKind()) {
+        case ExprKind::Index: {
+          SmallVector<int64_t> bc(numRanks, 0);
+          if (!linearDimCoefficients(x.getIndex(), 1, bc))
+            return false;
+          for (unsigned g = 0; g < numRanks; ++g)
+            if (bc[g] != 0 && !isFixed(g) &&
+                !(int(g) == ranks.row && bc[g] * sign > 0))
+              return false;
+          return true;
+        }
+        case ExprKind::Load:
+          return argumentLoadsOnly(gc, x) &&
+                 within(x, [&](unsigned g) { return isFixed(g); });
+        case ExprKind::Add:
+          return boundOk(x.getArgs()[0], sign) && boundOk(x.getArgs()[1], sign);
+        case ExprKind::Sub:
+          return boundOk(x.getArgs()[0], sign) &&
+                 boundOk(x.getArgs()[1], -sign);
+        case ExprKind::Neg:
+          return boundOk(x.getArgs()[0], -sign);
+        default:
+          return false;
+        }
+      };
       SmallVector<ExprAttr> disjuncts;
       std::function<void(ExprAttr)> split = [&](ExprAttr x) {
         if (x.getKind() == ExprKind::Or) {
@@ -311,18 +346,9 @@ SmallVector<MaskConjunct> attn::classifyMask(const GlobalCascade &gc,
                             getAffineConstantExpr(0, gc.getContext()));
         auto c0 = dyn_cast<AffineConstantExpr>(at0);
         ok &= c0 && c0.getValue() == 0;
-        // The bound: nondecreasing in the row, else fixed ranks and sizes.
-        if (bound.getKind() == ExprKind::Index) {
-          SmallVector<int64_t> bc(numRanks, 0);
-          ok &= linearDimCoefficients(bound.getIndex(), 1, bc);
-          for (unsigned g = 0; ok && g < numRanks; ++g)
-            ok &= bc[g] == 0 || isFixed(g) || (int(g) == ranks.row && bc[g] > 0);
-        } else if (bound.getKind() == ExprKind::Load) {
-          ok &= argumentLoadsOnly(gc, bound) &&
-                within(bound, [&](unsigned g) { return isFixed(g); });
-        } else {
-          ok = false;
-        }
+        // The bound: nondecreasing in the row, else fixed ranks, sizes and
+        // lengths read from arguments at fixed ranks.
+        ok &= boundOk(bound, 1);
         if (!ok)
           break;
         r.upper.push_back({keyX.getIndex(), bound,
@@ -333,8 +359,14 @@ SmallVector<MaskConjunct> attn::classifyMask(const GlobalCascade &gc,
         continue;
       }
       r.upper.clear();
-      r.why = "an `or` that is not of upper bounds on the key";
-      continue;
+      if (ck == ExprKind::Or) {
+        r.why = "an `or` that is not of upper bounds on the key";
+        continue;
+      }
+      // A comparison: the checks below may still classify it.
+      r.why = "a comparison that is not an upper bound on the key (affine "
+              "in the row, the fixed ranks and the sizes, plus lengths read "
+              "at fixed ranks)";
     }
     // Varlen padding rows: sq[m] < |n| - 1.
     if (c.getKind() == ExprKind::Lt) {

@@ -493,6 +493,7 @@ TEST_CASE("paged KV cache: shuffled, shared pages; decode and prefill",
     for (auto [m, lens] :
          {std::pair<int64_t, std::vector<int32_t>>{1, {113, 100, 1}},
           {17, {113, 113, 40}},
+          {17, {113, 3, 0}}, // rows before a short sequence's first key
           {1, {1, 1, 1}}}) {
       DYNAMIC_SECTION(id << " m=" << m << " seq_lens[0]=" << lens[0]) {
         int64_t B = lens.size();

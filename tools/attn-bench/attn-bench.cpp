@@ -74,6 +74,7 @@ struct Options {
   std::vector<std::string> impls; // empty: all
   std::vector<int64_t> docLens;   // --doc-mask
   bool linear = false;            // --linear
+  bool paged = false;             // --paged
   int64_t checkRows = -2;         // -2 auto, -1 all, 0 none
   bool json = false, fork = true, selfTest = false;
   uint64_t seed = 1;
@@ -110,6 +111,10 @@ usage: attn-bench [options]
                    against our softmax kernel for each --n, with --causal,
                    the first --bh and --threads: times, their ratio and the
                    linear kernel's time per token (flat: O(N d^2))
+  --paged          instead: a paged KV cache (examples/paged-kv.mlir, pages
+                   of 16 and 64, shuffled block table, d = 128) against
+                   contiguous K/V with the same mask, decode and prefill,
+                   |p| = the first --n, the first --threads
   --json           one JSON object per configuration and impl per line
   --no-fork        run in this process (peak_rss_mib is then process-wide)
   --self-test      check the anchor and the ABI adapter (with its test double)
@@ -157,6 +162,7 @@ bool parseOptions(int argc, char **argv, Options &o, std::string &err) {
     }
     if (flag("--json")) { o.json = true; continue; }
     if (flag("--linear")) { o.linear = true; continue; }
+    if (flag("--paged")) { o.paged = true; continue; }
     if (flag("--no-fork")) { o.fork = false; continue; }
     if (flag("--self-test")) { o.selfTest = true; continue; }
     if (!hasVal) {
@@ -585,12 +591,14 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (!o.docLens.empty() || o.linear) {
+  if (!o.docLens.empty() || o.linear || o.paged) {
     double load = loadAverage();
     if (load > 0.5 * std::thread::hardware_concurrency())
       std::fprintf(stderr, "attn-bench: warning: load average %.2f: other "
                            "processes are running, timings are unreliable\n",
                    load);
+    if (o.paged)
+      return runPagedBench(o.n.front(), o.threads.front(), o.reps);
     if (o.linear)
       return runLinearBench(o.bh.front(), o.n, o.causal, o.threads.front(),
                             o.reps);

@@ -150,6 +150,9 @@ int runDocMaskBench(int64_t bh, int64_t n, int threads, int reps,
 int runLinearBench(int64_t bh, const std::vector<int64_t> &ns,
                    const std::vector<int> &causals, int threads, int reps);
 
+/// --paged (paged.cpp): a paged KV cache against contiguous K/V at |p| = n.
+int runPagedBench(int64_t n, int threads, int reps);
+
 /// Generated kernels, added by hand in generated.cpp (empty for now).
 void registerGeneratedImpls(Registry &r);
 
