@@ -427,6 +427,38 @@ TEST_CASE("derive-online, split-kv: varlen, paged KV and block-sparse with valid
     REQUIRE(rewriteAndCompare(path, derive(32, true), sizes, blockSparseMetadata()));
     REQUIRE(rewriteAndCompare(path, split(16), sizes, blockSparseMetadata()));
   }
+  SECTION("sparse-indices") {
+    // The list rank l is the key rank: derived and split over it; key
+    // indices in [0, |p|), repeats allowed.
+    std::vector<llvm::StringMap<int64_t>> sizes;
+    for (auto [m, l] : {std::pair<int64_t, int64_t>{9, 70}, {5, 33}, {1, 1}})
+      sizes.push_back({{"b", 1}, {"h", 2}, {"m", m}, {"l", l}, {"p", 20}});
+    MetadataMaker indices = [](const std::string &name,
+                               const llvm::StringMap<int64_t> &sizes, Rng &rng,
+                               mlir::attn::Tensor &t) {
+      if (name != "key_indices")
+        return false;
+      for (double &x : t.data)
+        x = double(rng() % sizes.lookup("p"));
+      return true;
+    };
+    std::string path = examplePath("sparse-indices");
+    for (auto [tile, twoPass] : {std::pair<int64_t, bool>{16, false}, {32, true}}) {
+      Rewrite overL;
+      overL.kind = Rewrite::Pipeline;
+      overL.twoPass = twoPass;
+      overL.certify = {"l"};
+      overL.pipeline = [tile = tile, twoPass = twoPass](PassManager &pm) {
+        mlir::attn::AttnDeriveOnlinePassOptions options;
+        options.rank = "l";
+        options.tile = tile;
+        options.twoPass = twoPass;
+        pm.addPass(mlir::attn::createAttnDeriveOnlinePass(options));
+      };
+      REQUIRE(rewriteAndCompare(path, overL, sizes, indices));
+    }
+    REQUIRE(rewriteAndCompare(path, split(16), sizes, indices));
+  }
 }
 
 TEST_CASE("split-kv: Hydragen's shared prefix, one part per key rank merged by "
@@ -473,7 +505,8 @@ TEST_CASE("derive-online: every example is classified", "[derive]") {
   // A new example must be added to the property test, to the refused list
   // or to the not-covered list with a reason.
   std::set<std::string> known(std::begin(kSoftmax), std::end(kSoftmax));
-  known.insert({"varlen", "paged-kv", "block-sparse", "shared-prefix"});
+  known.insert({"varlen", "paged-kv", "block-sparse", "shared-prefix",
+                "sparse-indices"});
   known.insert(std::begin(kRefused), std::end(kRefused));
   known.insert(std::begin(kNotCovered), std::end(kNotCovered));
   for (const auto &entry : std::filesystem::directory_iterator(
