@@ -42,6 +42,8 @@ const char *statusName(attn_status s) {
   case ATTN_ERR_OUT_OF_MEMORY: return "out of memory";
   case ATTN_ERR_THREADS: return "thread pool failed";
   case ATTN_ERR_INVALID_ARGUMENT: return "invalid argument";
+  case ATTN_ERR_NO_DEVICE: return "no CUDA driver or device";
+  case ATTN_ERR_DRIVER: return "CUDA driver call failed";
   }
   return "unknown status";
 }

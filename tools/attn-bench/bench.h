@@ -17,6 +17,8 @@
 
 #include "attn/runtime.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -139,6 +141,45 @@ const char *attn_bench_testdouble_last_error(void);
 }
 
 namespace attn_bench {
+
+/// A compact row-major tensor descriptor of the C ABI over caller memory
+/// (the kernel-versus-kernel modes: --doc-mask, --linear, --paged).
+struct RowMajorTensor {
+  std::vector<int64_t> shape, strides;
+  attn_tensor t{};
+  void describe(void *data, attn_dtype dt, std::vector<int64_t> s) {
+    shape = std::move(s);
+    strides.assign(shape.size(), 1);
+    for (int i = int(shape.size()) - 2; i >= 0; --i)
+      strides[i] = strides[i + 1] * shape[i + 1];
+    t.data = data;
+    t.device = {ATTN_DEVICE_CPU, 0};
+    t.ndim = int32_t(shape.size());
+    t.dtype = dt;
+    t.shape = shape.data();
+    t.strides = strides.data();
+    t.byte_offset = 0;
+  }
+};
+
+/// The median wall time in ms of `reps` calls of `call` (returning an
+/// attn_status) after one warm-up call; -1 if any call fails.
+template <typename Call> double medianCallMs(int reps, Call &&call) {
+  if (call() != ATTN_OK)
+    return -1.0;
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (call() != ATTN_OK)
+      return -1.0;
+    ms.push_back(std::chrono::duration<double, std::milli>(
+                     std::chrono::steady_clock::now() - t0)
+                     .count());
+  }
+  std::sort(ms.begin(), ms.end());
+  size_t h = ms.size() / 2;
+  return ms.size() % 2 ? ms[h] : 0.5 * (ms[h - 1] + ms[h]);
+}
 
 /// --doc-mask (sparse.cpp): the document-mask kernel against the dense one
 /// at d = 128 for documents of each length; returns nonzero on failure.

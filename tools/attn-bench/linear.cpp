@@ -34,26 +34,14 @@ namespace attn_bench {
 namespace {
 
 /// A row-major f32 tensor [1, bh, n, cols] (or [1, bh, n]) for the C ABI.
-struct View {
-  int64_t shape[4], strides[4];
-  attn_tensor t{};
-  View(float *data, int64_t bh, int64_t n, int64_t cols) {
-    int nd = cols ? 4 : 3;
-    int64_t s[4] = {1, bh, n, cols};
-    int64_t stride = 1;
-    for (int i = nd - 1; i >= 0; --i) {
-      shape[i] = s[i];
-      strides[i] = stride;
-      stride *= s[i];
-    }
-    t.data = data;
-    t.device = {ATTN_DEVICE_CPU, 0};
-    t.ndim = nd;
-    t.dtype = {ATTN_DTYPE_FLOAT, 32, 1};
-    t.shape = shape;
-    t.strides = strides;
-  }
-};
+RowMajorTensor view(float *data, int64_t bh, int64_t n, int64_t cols) {
+  RowMajorTensor r;
+  std::vector<int64_t> shape{1, bh, n};
+  if (cols)
+    shape.push_back(cols);
+  r.describe(data, {ATTN_DTYPE_FLOAT, 32, 1}, shape);
+  return r;
+}
 
 /// Max |o - reference| over `rows` rows spread over every head, the
 /// reference being linear attention's quadratic definition in float64.
@@ -116,25 +104,14 @@ int runLinearBench(int64_t bh, const std::vector<int64_t> &ns,
           s = s * 6364136223846793005ull + 1442695040888963407ull;
           f = float(double(s >> 40) / double(1ull << 24) * 2.0 - 1.0);
         }
-      View tq(q.data(), bh, n, d), tk(k.data(), bh, n, d),
-          tv(v.data(), bh, n, d), to(o.data(), bh, n, d),
-          tl(lse.data(), bh, n, 0);
+      RowMajorTensor tq = view(q.data(), bh, n, d), tk = view(k.data(), bh, n, d),
+                     tv = view(v.data(), bh, n, d), to = view(o.data(), bh, n, d),
+                     tl = view(lse.data(), bh, n, 0);
       const attn_tensor *soft[] = {&tq.t, &tk.t, &tv.t, &to.t, &tl.t};
       const attn_tensor *lin[] = {&tq.t, &tk.t, &tv.t, &to.t};
       auto time = [&](attn_status (*fn)(const void *, const attn_launch *),
                       const attn_tensor **args) {
-        std::vector<double> ms;
-        for (int r = 0; r <= reps; ++r) { // the first run warms up
-          auto t0 = std::chrono::steady_clock::now();
-          if (fn(args, &launch) != ATTN_OK)
-            return -1.0;
-          if (r)
-            ms.push_back(std::chrono::duration<double, std::milli>(
-                             std::chrono::steady_clock::now() - t0)
-                             .count());
-        }
-        std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-        return ms[ms.size() / 2];
+        return medianCallMs(reps, [&] { return fn(args, &launch); });
       };
       double softMs = time(causal ? bench_causal_d128_causal : bench_mha_d128_mha,
                            soft);

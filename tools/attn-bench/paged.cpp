@@ -32,28 +32,6 @@ attn_status bench_contiguous_kv_d128_contiguous_kv(const void *,
 
 namespace attn_bench {
 
-namespace {
-
-struct PTensor {
-  std::vector<int64_t> shape, strides;
-  attn_tensor t{};
-  void describe(void *data, attn_dtype dt, std::vector<int64_t> s) {
-    shape = std::move(s);
-    strides.assign(shape.size(), 1);
-    for (int i = int(shape.size()) - 2; i >= 0; --i)
-      strides[i] = strides[i + 1] * shape[i + 1];
-    t.data = data;
-    t.device = {ATTN_DEVICE_CPU, 0};
-    t.ndim = int32_t(shape.size());
-    t.dtype = dt;
-    t.shape = shape.data();
-    t.strides = strides.data();
-    t.byte_offset = 0;
-  }
-};
-
-} // namespace
-
 int runPagedBench(int64_t n, int threads, int reps) {
   const int64_t d = 128;
   const attn_dtype f32{ATTN_DTYPE_FLOAT, 32, 1}, i32{ATTN_DTYPE_INT, 32, 1};
@@ -93,7 +71,7 @@ int runPagedBench(int64_t n, int threads, int reps) {
       x = rnd();
     std::vector<int32_t> lens(B, int32_t(n));
     std::vector<float> oc(B * H * M * d), lc(B * H * M);
-    PTensor tq, tk, tv, tlen, to, tl;
+    RowMajorTensor tq, tk, tv, tlen, to, tl;
     tq.describe(q.data(), f32, {B, H, M, d});
     tk.describe(kc.data(), f32, {B, n, G, d});
     tv.describe(vc.data(), f32, {B, n, G, d});
@@ -101,20 +79,7 @@ int runPagedBench(int64_t n, int threads, int reps) {
     to.describe(oc.data(), f32, {B, H, M, d});
     tl.describe(lc.data(), f32, {B, H, M});
     const attn_tensor *cargs[] = {&tq.t, &tk.t, &tv.t, &tlen.t, &to.t, &tl.t};
-    auto timeIt = [&](auto &&call) {
-      call(); // warm-up
-      std::vector<double> ms;
-      for (int r = 0; r < reps; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        if (call() != ATTN_OK)
-          return -1.0;
-        ms.push_back(std::chrono::duration<double, std::milli>(
-                         std::chrono::steady_clock::now() - t0)
-                         .count());
-      }
-      std::sort(ms.begin(), ms.end());
-      return ms[ms.size() / 2];
-    };
+    auto timeIt = [&](auto &&call) { return medianCallMs(reps, call); };
     double contMs = timeIt([&] {
       return bench_contiguous_kv_d128_contiguous_kv(cargs, &launch);
     });
@@ -141,7 +106,7 @@ int runPagedBench(int64_t n, int threads, int reps) {
           }
         }
       std::vector<float> op(oc.size()), lp(lc.size());
-      PTensor tkp, tvp, ttab, top, tlp;
+      RowMajorTensor tkp, tvp, ttab, top, tlp;
       tkp.describe(kp.data(), f32, {pages, T, G, d});
       tvp.describe(vp.data(), f32, {pages, T, G, d});
       ttab.describe(table.data(), i32, {B, P1});
