@@ -471,8 +471,11 @@ private:
     Value lo, hi;
   };
   SmallVector<SegmentRange> segments;
+  /// Power2 conjuncts (PowerAttention): a key tile is visited only when the
+  /// distances from the task's rows to its keys include 0 or a power of two.
+  SmallVector<unsigned> power2s;
   /// Classifies the current key tile from the key sides of the segment-id
-  /// conjuncts: (kept, full).
+  /// conjuncts and the distances of the power2 ones: (kept, full).
   std::pair<Value, Value> classifyKeyTile();
   /// [min, max] of `side` over the rank's values in the tile, as f32.
   SmallVector<Value> rangeOver(unsigned rank, ExprAttr side);
@@ -849,9 +852,23 @@ void CpuLowering::findMask() {
   }
   // A segment-id conjunct needs per-tile ranges of its key side; a varlen
   // bound without its equality is evaluated per element.
-  for (auto [i, mc] : llvm::enumerate(maskConjuncts))
+  for (auto [i, mc] : llvm::enumerate(maskConjuncts)) {
     if (mc.kind == MaskConjunctKind::SegmentIds)
       segments.push_back({unsigned(i), Value(), Value()});
+    if (mc.kind != MaskConjunctKind::Power2)
+      continue;
+    // The key position must be the tile's (p1 * T + p0) or the key rank.
+    SmallVector<int64_t> co(gc.numRanks(), 0);
+    bool known = linearDimCoefficients(mc.power2Key, 1, co) &&
+                 ((co[key.inner] == 1 && co[key.outer] == key.tile &&
+                   co[key.rank] == 0) ||
+                  (co[key.rank] == 1 && co[key.inner] == 0 &&
+                   co[key.outer] == 0));
+    if (known)
+      power2s.push_back(unsigned(i));
+    else
+      mc.kind = MaskConjunctKind::Element;
+  }
   // Einsums of the key loop read only by the mask's condition, when the
   // mask is a contraction whose condition is evaluated in its epilogue.
   auto c = contractions.find(unsigned(maskId));
@@ -980,6 +997,44 @@ std::pair<Value, Value> CpuLowering::classifyKeyTile() {
         arith::CmpFOp::create(b, loc, P::OEQ, sr.lo, mm[0]));
     kept = andI(kept, meets);
     full = andI(full, one);
+  }
+  if (!power2s.empty()) {
+    // Distances D = row - key over the tile: [mLo - kHi, mHi - kLo]. Kept
+    // if the range holds 0, or a power of two: the largest power of two
+    // <= dHi, 1 << (63 - ctlz(dHi)), is >= max(dLo, 1).
+    Value kLo = arith::MulIOp::create(b, loc, rankValue.lookup(key.outer),
+                                      cIndex(key.tile));
+    Value kHi = arith::SubIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, kLo, keyValid), cIndex(1));
+    Value mHi = arith::SubIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, rowBase, rowValid), cIndex(1));
+    Value dLo = arith::SubIOp::create(b, loc, rowBase, kHi);
+    Value dHi = arith::SubIOp::create(b, loc, mHi, kLo);
+    using IP = arith::CmpIPredicate;
+    Value zero = cIndex(0), one = cIndex(1);
+    Value hasZero = arith::AndIOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, IP::sle, dLo, zero),
+        arith::CmpIOp::create(b, loc, IP::sge, dHi, zero));
+    Type i64 = b.getI64Type();
+    Value hi64 = arith::IndexCastOp::create(
+        b, loc, i64, arith::MaxSIOp::create(b, loc, dHi, one));
+    Value lz = math::CountLeadingZerosOp::create(b, loc, hi64);
+    Value shift = arith::SubIOp::create(
+        b, loc, arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(63)), lz);
+    Value pow2 = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        arith::ShLIOp::create(
+            b, loc, arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(1)),
+            shift));
+    Value hasPow = arith::AndIOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, IP::sge, dHi, one),
+        arith::CmpIOp::create(b, loc, IP::sge, pow2,
+                              arith::MaxSIOp::create(b, loc, dLo, one)));
+    Value visit = arith::OrIOp::create(b, loc, hasZero, hasPow);
+    for (size_t i = 0; i < power2s.size(); ++i)
+      kept = andI(kept, visit);
+    // Never full: the mask is evaluated in every tile visited.
+    full = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
   }
   return {kept, full};
 }
@@ -1532,7 +1587,39 @@ Value CpuLowering::emitExpr(ExprAttr e) {
   case ExprKind::Le: return cmp(P::OLE);
   case ExprKind::Gt: return cmp(P::OGT);
   case ExprKind::Ge: return cmp(P::OGE);
-  case ExprKind::Eq: return cmp(P::OEQ);
+  case ExprKind::Eq: {
+    // Equalities of rank values are integer compares. `pow(2,
+    // floor(log2(X))) == X` of a rank value X (PowerAttention's "X is 0 or
+    // a power of two": log2(0) = -inf gives 2^-inf = 0) is X >= 0 and X &
+    // (X - 1) == 0, which the float form equals wherever it is exact.
+    ExprAttr l = e.getArgs()[0], r = e.getArgs()[1];
+    using IP = arith::CmpIPredicate;
+    if (l.getKind() == ExprKind::Index && r.getKind() == ExprKind::Index) {
+      Value a = emitAffine(l.getIndex()), c = emitAffine(r.getIndex());
+      unify(a, c);
+      return arith::CmpIOp::create(b, loc, IP::eq, a, c);
+    }
+    for (int side = 0; side < 2; ++side) {
+      ExprAttr pw = e.getArgs()[side], x = e.getArgs()[1 - side];
+      if (pw.getKind() != ExprKind::Pow || x.getKind() != ExprKind::Index)
+        continue;
+      ExprAttr base = pw.getArgs()[0], fl = pw.getArgs()[1];
+      if (base.getKind() != ExprKind::Const || base.getConstValue() != 2.0 ||
+          fl.getKind() != ExprKind::Floor ||
+          fl.getArgs()[0].getKind() != ExprKind::Log2 ||
+          fl.getArgs()[0].getArgs()[0].getKind() != ExprKind::Index ||
+          fl.getArgs()[0].getArgs()[0].getIndex() != x.getIndex())
+        continue;
+      Value v = emitAffine(x.getIndex());
+      Value zero = like(cIndex(0), v), one = like(cIndex(1), v);
+      Value low = arith::AndIOp::create(
+          b, loc, v, arith::SubIOp::create(b, loc, v, one));
+      return arith::AndIOp::create(
+          b, loc, arith::CmpIOp::create(b, loc, IP::sge, v, zero),
+          arith::CmpIOp::create(b, loc, IP::eq, low, zero));
+    }
+    return cmp(P::OEQ);
+  }
   case ExprKind::Ne: return cmp(P::UNE);
   case ExprKind::And: {
     Value l = asBool(arg(0)), r = asBool(arg(1));
@@ -2830,7 +2917,7 @@ FailureOr<func::FuncOp> CpuLowering::run() {
       // With segment ids each key tile is classified in the loop, and the
       // running state advances only over the tiles kept: its step is the
       // count of tiles processed, not the tile index.
-      bool counted = !segments.empty();
+      bool counted = !segments.empty() || !power2s.empty();
       keyBegin = counted ? cIndex(0) : first;
       for (unsigned id : loop)
         if (buffers[id].iterative)

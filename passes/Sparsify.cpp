@@ -35,6 +35,9 @@ StringRef effect(MaskConjunctKind k) {
   case MaskConjunctKind::Prefix:
     return "the key loop ends after the largest upper bound of the row tile, "
            "mask-free full tiles below the smallest";
+  case MaskConjunctKind::Power2:
+    return "a key tile is visited only if the distances from the row tile's "
+           "rows to its keys include 0 or a power of two";
   case MaskConjunctKind::Element:
     return "evaluated per element";
   }
@@ -150,6 +153,7 @@ struct AttnSparsifyPass : impl::AttnSparsifyPassBase<AttnSparsifyPass> {
       for (MaskConjunct &mc : conj)
         if (mc.kind != MaskConjunctKind::Affine &&
             mc.kind != MaskConjunctKind::Prefix &&
+            mc.kind != MaskConjunctKind::Power2 &&
             mc.kind != MaskConjunctKind::Element) {
           mc.kind = MaskConjunctKind::Element;
           mc.why = "metadata=false";

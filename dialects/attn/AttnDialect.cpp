@@ -133,11 +133,11 @@ LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
       auto s = dyn_cast<StringAttr>(a);
       if (!s || !llvm::is_contained(
                     {"affine", "segment_ids", "varlen", "varlen_bound",
-                     "prefix", "element"},
+                     "prefix", "power2", "element"},
                     s.getValue()))
         return op->emitError()
                << "'attn.tiles' classes are affine, segment_ids, varlen, "
-                  "varlen_bound, prefix and element";
+                  "varlen_bound, prefix, power2 and element";
     }
     return success();
   }

@@ -17,6 +17,7 @@ StringRef attn::stringifyMaskConjunctKind(MaskConjunctKind k) {
   case MaskConjunctKind::Varlen: return "varlen";
   case MaskConjunctKind::VarlenBound: return "varlen_bound";
   case MaskConjunctKind::Prefix: return "prefix";
+  case MaskConjunctKind::Power2: return "power2";
   case MaskConjunctKind::Element: return "element";
   }
   return "element";
@@ -26,7 +27,8 @@ std::optional<MaskConjunctKind> attn::symbolizeMaskConjunctKind(StringRef s) {
   for (MaskConjunctKind k :
        {MaskConjunctKind::Affine, MaskConjunctKind::SegmentIds,
         MaskConjunctKind::Varlen, MaskConjunctKind::VarlenBound,
-        MaskConjunctKind::Prefix, MaskConjunctKind::Element})
+        MaskConjunctKind::Prefix, MaskConjunctKind::Power2,
+        MaskConjunctKind::Element})
     if (stringifyMaskConjunctKind(k) == s)
       return k;
   return std::nullopt;
@@ -198,6 +200,80 @@ SmallVector<MaskConjunct> attn::classifyMask(const GlobalCascade &gc,
   AffineExpr rowDim =
       ranks.row >= 0 ? getAffineDimExpr(ranks.row, gc.getContext()) : AffineExpr();
 
+  // The key position of a distance `row - key` (coefficient 1 on the row,
+  // the key ranks linear without constant, nothing else), or none.
+  auto distanceKey = [&](AffineExpr d) -> std::optional<AffineExpr> {
+    SmallVector<int64_t> co(numRanks, 0);
+    if (!linearDimCoefficients(d, 1, co) || co[ranks.row] != 1)
+      return std::nullopt;
+    AffineExpr key = rowDim - d;
+    SmallVector<int64_t> kc(numRanks, 0);
+    if (!linearDimCoefficients(key, 1, kc))
+      return std::nullopt;
+    bool anyKey = false;
+    for (unsigned g = 0; g < numRanks; ++g) {
+      if (kc[g] == 0)
+        continue;
+      if (!isKey(g))
+        return std::nullopt;
+      anyKey = true;
+    }
+    AffineExpr at0 = key;
+    for (unsigned g : ranks.key)
+      at0 = at0.replace(getAffineDimExpr(g, gc.getContext()),
+                        getAffineConstantExpr(0, gc.getContext()));
+    auto c0 = dyn_cast<AffineConstantExpr>(simplifyAffineExpr(at0, numRanks, 0));
+    if (!anyKey || !c0 || c0.getValue() != 0)
+      return std::nullopt;
+    return simplifyAffineExpr(key, numRanks, 0);
+  };
+  // `a == b` of two index expressions whose difference is a distance (in
+  // either order): its key position.
+  auto zeroDistance = [&](ExprAttr x) -> std::optional<AffineExpr> {
+    if (x.getKind() != ExprKind::Eq)
+      return std::nullopt;
+    ExprAttr a = x.getArgs()[0], b = x.getArgs()[1];
+    if (a.getKind() != ExprKind::Index || b.getKind() != ExprKind::Index)
+      return std::nullopt;
+    if (auto k = distanceKey(a.getIndex() - b.getIndex()))
+      return k;
+    return distanceKey(b.getIndex() - a.getIndex());
+  };
+  // `pow(2, floor(log2(D))) == D` (either side first): D's key position.
+  auto powerOfTwo = [&](ExprAttr x) -> std::optional<AffineExpr> {
+    if (x.getKind() != ExprKind::Eq)
+      return std::nullopt;
+    for (int side = 0; side < 2; ++side) {
+      ExprAttr pw = x.getArgs()[side], d = x.getArgs()[1 - side];
+      if (pw.getKind() != ExprKind::Pow || d.getKind() != ExprKind::Index)
+        continue;
+      ExprAttr base = pw.getArgs()[0], fl = pw.getArgs()[1];
+      if (base.getKind() != ExprKind::Const || base.getConstValue() != 2.0 ||
+          fl.getKind() != ExprKind::Floor)
+        continue;
+      ExprAttr lg = fl.getArgs()[0];
+      if (lg.getKind() != ExprKind::Log2 ||
+          lg.getArgs()[0].getKind() != ExprKind::Index ||
+          lg.getArgs()[0].getIndex() != d.getIndex())
+        continue;
+      if (auto k = distanceKey(d.getIndex()))
+        return k;
+    }
+    return std::nullopt;
+  };
+  // The whole `or` (two disjuncts, either order, the same key position).
+  auto matchPower2 = [&](ExprAttr x) -> std::optional<AffineExpr> {
+    if (ranks.row < 0)
+      return std::nullopt;
+    ExprAttr a = x.getArgs()[0], b = x.getArgs()[1];
+    for (int swap = 0; swap < 2; ++swap, std::swap(a, b)) {
+      std::optional<AffineExpr> z = zeroDistance(a), p = powerOfTwo(b);
+      if (z && p && *z == *p)
+        return z;
+    }
+    return std::nullopt;
+  };
+
   for (ExprAttr c : conjuncts) {
     MaskConjunct mc;
     mc.expr = c;
@@ -271,6 +347,14 @@ SmallVector<MaskConjunct> attn::classifyMask(const GlobalCascade &gc,
       r.why = "an equality whose sides are not one per row and one per key "
               "(cascade arguments only)";
       continue;
+    }
+    // Power2: `D == 0 or pow(2, floor(log2(D))) == D`, D = row - key.
+    if (c.getKind() == ExprKind::Or) {
+      if (std::optional<AffineExpr> key = matchPower2(c)) {
+        r.kind = MaskConjunctKind::Power2;
+        r.power2Key = *key;
+        continue;
+      }
     }
     // Prefix: an `or` of upper bounds on the key (or one such bound that
     // is not affine: a length read from an argument, `p <= seq_lens[b] -

@@ -656,6 +656,9 @@ TEST_CASE("T5 relative-position buckets: a gather into the bias table",
 }
 TEST_CASE("PowerAttention, low-rank bias, GQA decode (8:1), MLA", "[e2e]") {
   checkShapes("power_attention", kLengths);
+  // Long enough that key tiles are skipped (attn-sparsify: power2): the
+  // distances from a row tile to a far key tile often hold no power of two.
+  checkShapes("power_attention", {{600, 600}, {300, 700}});
   checkShapes("lowrank_bias", kLengths);
   checkShapes("decode_split_kv", {{1, 1}, {1, 300}, {1, 1023}, {3, 77}});
   // MLA forms K and V as sums of 128 products: with inputs in [-2, 2) the

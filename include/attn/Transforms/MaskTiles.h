@@ -47,12 +47,18 @@ enum class MaskConjunctKind {
   /// the task's last row; tiles below the smallest bound of its first row
   /// are full.
   Prefix,
+  /// `D == 0 or pow(2, floor(log2(D))) == D` with the distance D = row -
+  /// key (PowerAttention: a query sees the keys 0 or a power of two
+  /// positions back): a key tile is visited only when the distances between
+  /// its keys and the row tile's rows include 0 or a power of two; never
+  /// full (the mask is evaluated in every visited tile).
+  Power2,
   /// Anything else: evaluated per element in every tile.
   Element,
 };
 
 /// The spelling in `attn.tiles` and in remarks: affine, segment_ids, varlen,
-/// varlen_bound, prefix, element.
+/// varlen_bound, prefix, power2, element.
 llvm::StringRef stringifyMaskConjunctKind(MaskConjunctKind k);
 std::optional<MaskConjunctKind> symbolizeMaskConjunctKind(llvm::StringRef s);
 
@@ -87,6 +93,9 @@ struct MaskConjunct {
     int64_t strict = 0;
   };
   std::vector<UpperBound> upper;
+  /// Power2: the key position in the distance D = row - key (an index
+  /// expression linear in the key ranks, without constant).
+  AffineExpr power2Key;
   /// Why an Element conjunct is not classified (for remarks).
   std::string why;
 };
