@@ -38,6 +38,7 @@
 #include "attn/Transforms/GlobalCascade.h"
 #include "attn/Transforms/MaskTiles.h"
 #include "attn/Transforms/Products.h"
+#include "passes/CpuPrologue.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -3038,6 +3039,8 @@ CpuTiles cpuTileModel(const CpuLowerOptions &options,
 FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
                                     const CpuLowerOptions &options,
                                     std::string &why) {
+  if (isQuantPrologue(cascade))
+    return planPrologueTasks(cascade, why);
   GlobalCascade gc(cascade);
   return planTasks(gc, options, why);
 }
@@ -3048,6 +3051,8 @@ std::string cpuTaskFunctionName(CascadeOp cascade) {
 
 FailureOr<func::FuncOp> lowerCascadeToCpu(CascadeOp cascade,
                                           const CpuLowerOptions &options) {
+  if (isQuantPrologue(cascade))
+    return lowerPrologueToCpu(cascade);
   return CpuLowering(cascade, options).run();
 }
 

@@ -432,6 +432,30 @@ def AttnQuantizePass : Pass<"attn-quantize", "::mlir::ModuleOp"> {
   ];
 }
 
+def AttnSplitQuantPass : Pass<"attn-split-quant", "::mlir::ModuleOp"> {
+  let summary = "Split a quantized cascade into its quantization prologue and the attention kernel (SageAttention's two kernels)";
+  let description = [{
+    On a cascade that attn-quantize rewrote for quantization on the fly
+    (docs/quantize.md): the quantized contractions (`dot = qi * ki sum(e)
+    {attn.quant = #attn.quant<acc = i32>}`) read tensors computed from Q and
+    K by full reductions (K's mean, absmax scales per block, head or token),
+    which no online form of the key loop computes. This pass moves them into
+    a cascade of their own, `@<name>_quant` (attribute `attn.prologue`):
+    the Einsums the contractions' operands come from, and the terms the
+    contractions' readers compute from those (the smoothing term
+    `qk_smooth`). Its results are what the rest reads: the quantized
+    tensors, and the scales written out at the readers' ranks
+    (`sq_m[b, h, m] = sq[b, h, m floordiv 32]`). `@<name>` keeps every other
+    Einsum and takes those values as arguments: the interface of
+    SageAttention's kernel (int8 Q and K with their scales), which
+    attn-derive-online and attn-lower-cpu handle like any int8 cascade.
+    Running the two in sequence computes exactly what the quantized cascade
+    computes. A cascade without quantized contractions is left unchanged;
+    one whose contractions read only arguments (values stored quantized)
+    too, with a remark.
+  }];
+}
+
 def AttnLowerGpuPass : Pass<"attn-lower-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower an MHA-family cascade in the 1-pass form to an sm_80 tensor-core kernel (gpu/nvgpu/nvvm)";
   let description = [{

@@ -322,8 +322,12 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
   unsigned r = 0;
   for (auto [t, n] : llvm::zip(ft.getResults(), original.getResultNames()))
     if (failed(addArg(t, cast<StringAttr>(n).getValue(),
-                      r++ == 0 ? ::attn::emit::ArgSpec::Output
-                               : ::attn::emit::ArgSpec::OptionalOutput)))
+                      // A quantization prologue's results are all read
+                      // by the kernel after it: none is optional.
+                      r++ == 0 || original->hasAttr(
+                                      mlir::attn::kPrologueAttrName)
+                          ? ::attn::emit::ArgSpec::Output
+                          : ::attn::emit::ArgSpec::OptionalOutput)))
       return failure();
   // cu_seqlens read as sequence boundaries of a token rank (varlen): the
   // entry point checks them ([0] = 0, nondecreasing, last <= the token
@@ -701,6 +705,20 @@ int main(int argc, char **argv) {
   }
   if (failed(verify(*module)))
     return 1;
+
+  // 0. Quantization annotations (docs/quantize.md): attn-quantize writes the
+  // quantization out; a cascade quantized on the fly is then split into its
+  // quantization kernel (@<name>_quant, run first) and the attention
+  // kernel reading its results (attn-split-quant). Without annotations
+  // asking for it (`to`, `scale`) both passes change nothing.
+  {
+    PassManager pm(&context);
+    pm.addPass(mlir::attn::createAttnQuantizePass());
+    pm.addPass(mlir::attn::createAttnSplitQuantPass());
+    if (failed(pm.run(*module)))
+      return fail("attn-quantize failed");
+  }
+  timer.stage("attn-quantize");
 
   // Keep the cascades as written for the header and the descriptors.
   SmallVector<mlir::attn::CascadeOp> originals;
