@@ -181,7 +181,7 @@ Value PrologueLowering::roundTo(Value v, Type t) {
     return v;
   if (isa<FloatType>(t))
     return arith::ExtFOp::create(b, loc, b.getF64Type(),
-                                 arith::TruncFOp::create(b, loc, t, v));
+                                 arith::TruncFOp::create(b, loc, t, v).getResult());
   unsigned w = t.getIntOrFloatBitWidth();
   if (w == 1)
     return toF64(asBool(v));

@@ -38,6 +38,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <map>
 
@@ -97,8 +98,10 @@ void rebuild(CascadeOp cascade, ArrayRef<ArgEntry> args,
   }
   YieldOp::create(b, yield->getLoc(), yielded);
   yield->erase();
-  for (auto [i, a] : llvm::enumerate(args))
-    a.value.replaceAllUsesWith(nb->getArgument(i));
+  for (auto [i, a] : llvm::enumerate(args)) {
+    Value v = a.value;
+    v.replaceAllUsesWith(nb->getArgument(i));
+  }
   for (Operation *op : llvm::reverse(drop))
     op->erase();
   nb->getOperations().splice(nb->end(), old->getOperations());
