@@ -39,6 +39,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/SmallBitVector.h"
 
 #include <cmath>
 
@@ -611,8 +612,38 @@ FailureOr<CpuTaskPlan> planPrologueTasks(CascadeOp cascade, std::string &why) {
     why = "the cascade yields nothing";
     return failure();
   }
+  // A rank is a task rank if every result has it and no Einsum combines
+  // values of several of its indices: none reduces it (a scale per tensor
+  // reduces b and h) and none reads a computed value at another index of
+  // it. Otherwise the values of one task would depend on another's, and
+  // the rank stays a loop inside the task (one task for a per-tensor
+  // scale: correct, on one thread).
+  llvm::SmallBitVector crossing(gc.numRanks());
+  for (unsigned id : gc.body()) {
+    const GEinsum &e = gc.einsum(id);
+    SmallVector<unsigned> own = gc.valueRanks(id);
+    for (ExprAttr x : {e.expr, e.cond}) {
+      if (!x)
+        continue;
+      walkExpr(x, [&](ExprAttr n) {
+        if (n.getKind() == ExprKind::Index)
+          n.getIndex().walk([&](AffineExpr s) {
+            if (auto d = dyn_cast<AffineDimExpr>(s))
+              if (!llvm::is_contained(own, d.getPosition()))
+                crossing.set(d.getPosition()); // reduced
+          });
+        if (n.getKind() != ExprKind::Load || n.getInput() < 0 ||
+            !gc.isEinsum(n.getInput()))
+          return;
+        for (auto [ix, r] :
+             llvm::zip(n.getArgs(), gc.valueRanks(n.getInput())))
+          if (ix.getKind() != ExprKind::Index || ix.getIndex() != gc.dim(r))
+            crossing.set(r);
+      });
+    }
+  }
   for (unsigned g = 0; g < cascade.getRanks().size(); ++g) {
-    if (gc.staticSize(g))
+    if (gc.staticSize(g) || crossing.test(g))
       continue;
     if (llvm::all_of(gc.yields(), [&](unsigned y) {
           return llvm::is_contained(gc.valueRanks(y), g);

@@ -444,15 +444,18 @@ def AttnSplitQuantPass : Pass<"attn-split-quant", "::mlir::ModuleOp"> {
     the Einsums the contractions' operands come from, and the terms the
     contractions' readers compute from those (the smoothing term
     `qk_smooth`). Its results are what the rest reads: the quantized
-    tensors, and the scales written out at the readers' ranks
-    (`sq_m[b, h, m] = sq[b, h, m floordiv 32]`). `@<name>` keeps every other
+    tensors and the scales, those over a partition rank (block scales)
+    written out at the readers' ranks (`sq_m[b, h, m] = sq[b, h, m floordiv
+    32]`), the others as they are (GQA: one int8 K per KV head, read at
+    `h floordiv 4` by the kernel). `@<name>` keeps every other
     Einsum and takes those values as arguments: the interface of
     SageAttention's kernel (int8 Q and K with their scales), which
     attn-derive-online and attn-lower-cpu handle like any int8 cascade.
     Running the two in sequence computes exactly what the quantized cascade
     computes. A cascade without quantized contractions is left unchanged;
     one whose contractions read only arguments (values stored quantized)
-    too, with a remark.
+    too, with a remark. A result of the cascade computed by the prologue
+    (yielding the int8 K itself) is refused with an error.
   }];
 }
 

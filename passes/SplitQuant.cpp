@@ -13,10 +13,12 @@
 //   * What the rest of the cascade reads from the prologue becomes its
 //     interface: the prologue cascade `@<name>_quant` yields those values,
 //     and the attention cascade `@<name>` takes them as arguments. A value
-//     read at other indices than its own ranks (a block scale
+//     over a partition rank (a block scale `sq[b, h, m1]`, read as
 //     `sq[b, h, m floordiv 32]`) is first written out at the reader's ranks
 //     (`sq_m[b, h, m] = sq[b, h, m floordiv 32]`), so that neither kernel's
-//     interface has the partition ranks of the blocks.
+//     interface has the partition ranks of the blocks; a value over
+//     declared ranks is passed as it is (GQA: one int8 K per KV head, read
+//     at `h floordiv 4` by the kernel).
 //
 // Every Einsum is kept as it was: running the prologue and then the
 // attention cascade on its results computes exactly what the quantized
@@ -206,6 +208,7 @@ struct SplitQuantPass
     // 3. The interface: loads of prologue values outside the prologue, at
     // the value's own ranks (the value itself) or else through a copy at
     // the ranks the indices use.
+    unsigned numDeclared = cascade.getRanks().size();
     std::map<std::pair<unsigned, const void *>, unsigned> copies;
     SmallVector<unsigned> copyOrder;
     for (unsigned id : body) {
@@ -225,7 +228,13 @@ struct SplitQuantPass
           for (auto [ix, r] : llvm::zip(a, own))
             plain &= ix.getKind() == ExprKind::Index &&
                      ix.getIndex() == gc.dim(r);
-          if (plain)
+          // A value over declared ranks is an argument of the kernel as it
+          // is, read at the same indices (GQA's `ki[b, h floordiv 4, p, e]`
+          // stays one int8 K per KV head); only partition ranks (block
+          // scales over m1) are written out at the reader's ranks.
+          bool declared = llvm::all_of(
+              own, [&](unsigned r) { return r < numDeclared; });
+          if (plain || declared)
             return nullptr;
           // The ranks the indices use, in global order.
           SmallVector<unsigned> ranks;

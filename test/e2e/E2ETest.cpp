@@ -1210,11 +1210,13 @@ TEST_CASE("INT8 on the fly: prologue then kernel against the interpreter",
           "[e2e][int8][quant]") {
   // examples/int8-sage.mlir (d = 64, 59; VNNI and --no-vnni), the same
   // from annotations (with the smoothing term), and coarse scales (Q per
-  // token, K per tensor: a one-task prologue). K with and without a
+  // token, K per tensor: a one-task prologue), GQA (8 query heads, 2 KV
+  // heads) with a causal mask and the prologue's tasks per batch. K with
+  // and without a
   // per-channel offset of N(0, 8^2); ragged blocks (45, 70, 113, 130, 7).
   for (const char *id : {"int8_sage", "int8_sage_d59", "int8_sage_novnni",
                          "int8_sage_annotated", "int8_sage_annotated_nosmooth",
-                         "int8_sage_coarse"}) {
+                         "int8_sage_coarse", "int8_sage_gqa_causal"}) {
     const E2EPrologueKernel &k = prologueKernel(id);
     SplitVariant v(k);
     uint64_t seed = 11;
@@ -1234,7 +1236,8 @@ TEST_CASE("INT8 on the fly: prologue then kernel against the interpreter",
 
 TEST_CASE("INT8 on the fly: batches, threads, optional LSE",
           "[e2e][int8][quant]") {
-  for (const char *id : {"int8_sage", "int8_sage_annotated", "int8_sage_coarse"}) {
+  for (const char *id : {"int8_sage", "int8_sage_annotated", "int8_sage_coarse",
+                         "int8_sage_gqa_causal"}) {
     const E2EPrologueKernel &k = prologueKernel(id);
     SplitVariant v(k);
     DYNAMIC_SECTION(id << " b=2 h=3, 2 threads") {
