@@ -884,6 +884,11 @@ int main(int argc, char **argv) {
     module->walk([&](mlir::attn::CascadeOp c) { derived.push_back(c); });
     SmallVector<::attn::emit::CudaKernelSpec> cudaSpecs;
     for (auto [orig, c] : llvm::zip(writtenCascades, derived)) {
+      if (c->hasAttr(mlir::attn::kPrologueAttrName))
+        return fail("@" + c.getSymName() +
+                    " is the quantization prologue of INT8 on the fly "
+                    "(attn-split-quant): lowered on the CPU only "
+                    "(attn-lower-gpu has no INT8 path; docs/quantize.md)");
       if (verbose)
         llvm::errs() << "attnc: lowering @" << c.getSymName() << " (GPU)\n";
       auto gm = mlir::attn::lowerCascadeToGpu(c, gopts);
