@@ -158,6 +158,8 @@ KeyLoop findKeyLoop(GlobalCascade &gc) {
 
 /// Calls `fn` on every load of a cascade argument (a tensor, not an Einsum
 /// result) in the map expression and the condition of `e`.
+static bool loadUses(ExprAttr load, unsigned g);
+
 void forEachTensorLoad(GlobalCascade &gc, const GEinsum &e,
                        function_ref<void(ExprAttr)> fn) {
   for (ExprAttr x : {e.expr, e.cond}) {
@@ -648,6 +650,31 @@ LogicalResult CpuLowering::place() {
       return emitError(gc.einsum(y).loc)
              << "attn-lower-cpu: a result computed inside the key loop";
   }
+  // Arguments read along the rows by vector loops (per-row scales and
+  // terms of quantized scores: `dot * sq_m[b, h, m] + qk_smooth[b, h, m]`)
+  // are packed per task, then read as vectors (vectorizable).
+  if (rowLanes())
+    for (unsigned id : gc.body()) {
+      const Buffer &buf = buffers[id];
+      if (buf.dims.empty() || int(buf.dims.back()) != plan.rowRank)
+        continue;
+      SmallVector<ExprAttr> along;
+      bool other = false;
+      forEachTensorLoad(gc, gc.einsum(id), [&](ExprAttr n) {
+        if (!loadUses(n, plan.rowRank))
+          return;
+        if (rowPackable(n))
+          along.push_back(n);
+        else
+          other = true;
+      });
+      if (other)
+        continue;
+      for (ExprAttr n : along)
+        if (llvm::none_of(rowPacks,
+                          [&](const RowPack &p) { return p.load == n; }))
+          rowPacks.push_back({n, id, Value()});
+    }
   for (unsigned id : gc.body())
     if (auto c = matchContraction(id))
       contractions[id] = *c;
@@ -1819,8 +1846,11 @@ bool CpuLowering::vectorizable(unsigned id) {
     return false;
   bool ok = true;
   // A tensor read along the row rank would need a gather, and so would a
-  // gathered index (the scalar path evaluates both).
+  // gathered index (the scalar path evaluates both), unless the argument
+  // is packed per task (rowPacks: a load at the row and task ranks only).
   forEachTensorLoad(gc, gc.einsum(id), [&](ExprAttr n) {
+    if (llvm::any_of(rowPacks, [&](const RowPack &p) { return p.load == n; }))
+      return;
     for (ExprAttr ix : n.getArgs())
       ok &= ix.getKind() == ExprKind::Index && !usesRank(ix, plan.rowRank);
   });
