@@ -9,24 +9,32 @@
 //   * one task per value of the task ranks: the dynamic ranks every result
 //     has (b, h); no row tile;
 //   * every Einsum a loop nest over its non-task output ranks, then its
-//     reduced ranks, in the order the interpreter iterates them (so sums are
-//     added in the same order), evaluated in float64 as the interpreter does,
-//     the condition (and a ragged partition's bound) as an `scf.if`, an
-//     empty element getting the else value or the reducer's identity;
+//     reduced ranks, evaluated in float64 as the interpreter does; every
+//     sum adds its terms in the interpreter's order. Where the memory
+//     order asks for it: a sum whose reads run along an output rank (K's
+//     mean over the tokens, read along the channels) has its output loops
+//     inside the reduced ones, with f64 accumulators; a maximum or minimum
+//     (order-free) reduces the rank of the innermost index last, 4 partial
+//     results at a time over a static extent. The condition is an `scf.if`
+//     (an empty element gets the else value or the reducer's identity); a
+//     ragged partition's bound shortens the inner loop (min(tile, |m| -
+//     tile * m1)) when the outer loop encloses it, else it is a condition;
 //   * the result rounded to the declared element type (integers: to nearest
 //     even, saturated, NaN -> 0) and stored into the result tensor if it is
 //     yielded, else into a per-call buffer over its non-task ranks.
 //
-// The quantized values are then the interpreter's own, bit for bit up to
-// the order of float64 additions (rounded to f32 afterwards): the attention
-// kernel reading them can be checked against the interpreter tightly. The
-// cost is O(|p| d + |m| d) per (batch, head) against O(|m| |p| d) for the
-// attention kernel.
+// The quantized values are then the interpreter's own (test/e2e checks the
+// int8 values for equality): the attention kernel reading them can be
+// checked against the interpreter tightly. The cost is O(|p| d + |m| d)
+// per (batch, head) against O(|m| |p| d) for the attention kernel; the
+// code is scalar (about 12 ms on one thread for 8 heads of 4096 x 128
+// on the development machine, docs/quantize.md).
 //
-// Refused with a located error: gathers, iterative or top-k Einsums, reads
-// of another task's values (a per-tensor scale: a reduction over the batch
-// or the heads), partition ranks in argument or result types, FP8 element
-// types.
+// A rank that some Einsum reduces or reads across (a per-tensor scale
+// reduces b and h) is not a task rank (planPrologueTasks): such a prologue
+// runs in fewer tasks, one for a per-tensor scale. Refused with a located
+// error: gathers, iterative or top-k Einsums, partition ranks in argument
+// or result types, FP8 element types.
 //
 //===----------------------------------------------------------------------===//
 
@@ -41,6 +49,7 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/SmallBitVector.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mlir::attn {
@@ -77,6 +86,19 @@ private:
   Value emitExpr(ExprAttr e);
   Value emitLoad(ExprAttr load);
   void emitEinsum(unsigned id);
+  /// The loops of an Einsum: its non-task output ranks, its reduced ranks
+  /// (for a maximum or minimum, the one of the innermost index last), and
+  /// whether the output loops go inside the reduced ones (a sum over the
+  /// outer index of what it reads, with an f64 accumulator buffer).
+  struct Nest {
+    SmallVector<unsigned> loops, reduced;
+    bool outputInner = false;
+  };
+  Nest nestOf(unsigned id);
+  /// The trip count of a loop over rank g at this point.
+  Value upperBound(unsigned g);
+  /// A loop nest over `ranks` (outermost first) around `body`.
+  void forNest(ArrayRef<unsigned> ranks, function_ref<void()> body);
   /// The iteration ranks of an Einsum: output ranks, then the others in
   /// global order (the space order of the interpreter).
   SmallVector<unsigned> iterationRanks(const GEinsum &e);
@@ -94,6 +116,8 @@ private:
   /// Where each Einsum's values live, and the ranks of its dimensions.
   llvm::DenseMap<unsigned, Value> mems;
   llvm::DenseMap<unsigned, SmallVector<unsigned>> memDims;
+  /// f64 accumulators of the sums with the output loops inside (nestOf).
+  llvm::DenseMap<unsigned, Value> accMems;
 };
 
 SmallVector<unsigned> PrologueLowering::iterationRanks(const GEinsum &e) {
@@ -216,10 +240,10 @@ Value PrologueLowering::emitLoad(ExprAttr load) {
     if (!llvm::is_contained(dims, r)) {
       // A task rank dropped from the buffer: the reader's own value.
       if (ix.getIndex() != gc.dim(r)) {
-        fail(self.loc, "'" + self.name + "' reads '" + gc.valueName(id) +
-                           "' of another " + gc.rankName(r) +
-                           " (a reduction across tasks: a per-tensor scale?)"
-                           "; not supported");
+        // planPrologueTasks keeps such ranks out of the task ranks.
+        fail(self.loc, "internal: '" + self.name + "' reads '" +
+                           gc.valueName(id) + "' of another " +
+                           gc.rankName(r) + ", a task rank");
         return cF64(0);
       }
       continue;
@@ -331,38 +355,121 @@ Value PrologueLowering::emitExpr(ExprAttr e) {
   return cF64(0);
 }
 
+PrologueLowering::Nest PrologueLowering::nestOf(unsigned id) {
+  const GEinsum &e = gc.einsum(id);
+  Nest n;
+  SmallVector<unsigned> outRanks = gc.valueRanks(id);
+  for (unsigned g : iterationRanks(e)) {
+    if (llvm::is_contained(outRanks, g)) {
+      if (!isTask(g))
+        n.loops.push_back(g);
+    } else {
+      n.reduced.push_back(g);
+    }
+  }
+  if (e.reducer == Reducer::None)
+    return n;
+  // The ranks of the innermost index of the tensors read (the contiguous
+  // dimension of a compact layout).
+  llvm::SmallBitVector inner(gc.numRanks());
+  for (ExprAttr x : {e.expr, e.cond})
+    if (x)
+      walkExpr(x, [&](ExprAttr l) {
+        if (l.getKind() != ExprKind::Load || l.getArgs().empty() ||
+            l.getArgs().back().getKind() != ExprKind::Index)
+          return;
+        l.getArgs().back().getIndex().walk([&](AffineExpr a) {
+          if (auto d = dyn_cast<AffineDimExpr>(a))
+            inner.set(d.getPosition());
+        });
+      });
+  // A maximum or minimum does not depend on the order: the reduced rank of
+  // the innermost index goes innermost (a block's rows, then its channels).
+  if (e.reducer != Reducer::Sum)
+    std::stable_partition(n.reduced.begin(), n.reduced.end(),
+                          [&](unsigned g) { return !inner.test(g); });
+  // A sum over a rank of the outer index (K's mean over the tokens, read
+  // along the channels): the output loops go inside the reduced ones, with
+  // an f64 accumulator per output element. Each element still adds its
+  // terms in the interpreter's order.
+  double identity = e.reducer == Reducer::Max   ? -INFINITY
+                    : e.reducer == Reducer::Min ? INFINITY
+                                                : 0.0;
+  bool track = e.fill && *e.fill != identity;
+  n.outputInner = !track && !n.loops.empty() && !n.reduced.empty() &&
+                  llvm::any_of(n.loops, [&](unsigned g) { return inner.test(g); }) &&
+                  llvm::none_of(n.reduced, [&](unsigned g) { return inner.test(g); });
+  return n;
+}
+
+Value PrologueLowering::upperBound(unsigned g) {
+  // The inner rank of a ragged partition inside its outer rank's loop:
+  // min(tile, |r| - outer * tile) points.
+  for (auto part : cascade.getPartitions().getAsRange<PartitionAttr>()) {
+    unsigned o = *gc.rankId(part.getOuter().getValue());
+    unsigned i = *gc.rankId(part.getInner().getValue());
+    if (i != g || !part.getRagged() || !rankValue.count(o))
+      continue;
+    unsigned r = *gc.rankId(part.getRank().getValue());
+    Value start =
+        arith::MulIOp::create(b, loc, rankValue.lookup(o), cIndex(part.getTile()));
+    return arith::MinSIOp::create(
+        b, loc, cIndex(part.getTile()),
+        arith::SubIOp::create(b, loc, rankSize[r], start));
+  }
+  return rankSize[g];
+}
+
+void PrologueLowering::forNest(ArrayRef<unsigned> ranks,
+                               function_ref<void()> body) {
+  if (ranks.empty())
+    return body();
+  OpBuilder::InsertionGuard guard(b);
+  unsigned g = ranks.front();
+  auto l = scf::ForOp::create(b, loc, cIndex(0), upperBound(g), cIndex(1));
+  b.setInsertionPointToStart(l.getBody());
+  rankValue[g] = l.getInductionVar();
+  forNest(ranks.drop_front(), body);
+  rankValue.erase(g);
+}
+
 void PrologueLowering::emitEinsum(unsigned id) {
   currentId = id;
   const GEinsum &e = gc.einsum(id);
-  SmallVector<unsigned> ranks = iterationRanks(e);
-  SmallVector<unsigned> outRanks = gc.valueRanks(id);
-  SmallVector<unsigned> loops, reduced;
-  for (unsigned g : ranks) {
-    if (llvm::is_contained(outRanks, g)) {
-      if (!isTask(g))
-        loops.push_back(g);
-    } else {
-      if (isTask(g)) {
-        fail(e.loc, "'" + e.name + "' reduces " + gc.rankName(g) +
-                        ", across tasks (a per-tensor scale?); not supported");
-        return;
-      }
-      reduced.push_back(g);
+  Nest n = nestOf(id);
+  for (unsigned g : n.reduced)
+    if (isTask(g)) {
+      // planPrologueTasks keeps reduced ranks out of the task ranks.
+      fail(e.loc, "internal: '" + e.name + "' reduces the task rank " +
+                      gc.rankName(g));
+      return;
     }
+  // The loop order; ragged partitions whose outer rank's loop encloses the
+  // inner one's bound the inner loop (upperBound), the others (and those
+  // with the rank outside) get the bound as a condition.
+  SmallVector<unsigned> order;
+  if (n.outputInner) {
+    llvm::append_range(order, n.reduced);
+    llvm::append_range(order, n.loops);
+  } else {
+    llvm::append_range(order, n.loops);
+    llvm::append_range(order, n.reduced);
   }
-  // Ragged partitions whose outer and inner ranks are both iterated: the
-  // points past the partitioned rank are outside the iteration space.
+  auto pos = [&](unsigned g) { return llvm::find(order, g) - order.begin(); };
   SmallVector<ExprAttr> bounds;
   for (auto part : cascade.getPartitions().getAsRange<PartitionAttr>()) {
     unsigned r = *gc.rankId(part.getRank().getValue());
     unsigned o = *gc.rankId(part.getOuter().getValue());
     unsigned i = *gc.rankId(part.getInner().getValue());
-    if (part.getRagged() && llvm::is_contained(ranks, o) &&
-        llvm::is_contained(ranks, i))
-      bounds.push_back(ExprAttr::getOp(
-          b.getContext(), ExprKind::Lt,
-          {ExprAttr::getIndex(gc.dim(o) * part.getTile() + gc.dim(i)),
-           ExprAttr::getIndex(gc.sym(r))}));
+    bool iterO = llvm::is_contained(order, o) || isTask(o);
+    if (!part.getRagged() || !iterO || !llvm::is_contained(order, i))
+      continue;
+    if (llvm::is_contained(order, o) && pos(o) < pos(i))
+      continue; // bounded by upperBound
+    bounds.push_back(ExprAttr::getOp(
+        b.getContext(), ExprKind::Lt,
+        {ExprAttr::getIndex(gc.dim(o) * part.getTile() + gc.dim(i)),
+         ExprAttr::getIndex(gc.sym(r))}));
   }
   ExprAttr cond = e.cond;
   for (ExprAttr bd : bounds)
@@ -388,86 +495,145 @@ void PrologueLowering::emitEinsum(unsigned id) {
       s = arith::FPToSIOp::create(b, loc, t, roundTo(v, t));
     memref::StoreOp::create(b, loc, s, mems[id], idx);
   };
+  auto combine = [&](Value a, Value v) -> Value {
+    switch (e.reducer) {
+    case Reducer::Sum:
+      return arith::AddFOp::create(b, loc, a, v);
+    case Reducer::Max:
+      return arith::MaximumFOp::create(b, loc, a, v);
+    default:
+      return arith::MinimumFOp::create(b, loc, a, v);
+    }
+  };
 
-  // Loops over the output ranks.
-  OpBuilder::InsertionGuard guard(b);
-  for (unsigned g : loops) {
-    auto l = scf::ForOp::create(b, loc, cIndex(0), rankSize[g], cIndex(1));
-    b.setInsertionPointToStart(l.getBody());
-    rankValue[g] = l.getInductionVar();
-  }
   if (e.reducer == Reducer::None) {
-    if (!cond) {
-      store(asF64(emitExpr(e.expr)));
-    } else {
+    forNest(n.loops, [&] {
+      if (!cond)
+        return store(asF64(emitExpr(e.expr)));
       auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getF64Type()},
                                     asBool(emitExpr(cond)), true);
-      OpBuilder::InsertionGuard g2(b);
-      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      scf::YieldOp::create(b, loc, ValueRange{asF64(emitExpr(e.expr))});
-      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-      scf::YieldOp::create(b, loc, ValueRange{cF64(fill)});
-      b.setInsertionPointAfter(ifOp);
+      {
+        OpBuilder::InsertionGuard g2(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        scf::YieldOp::create(b, loc, ValueRange{asF64(emitExpr(e.expr))});
+        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+        scf::YieldOp::create(b, loc, ValueRange{cF64(fill)});
+      }
       store(ifOp.getResult(0));
-    }
-    for (unsigned g : loops)
-      rankValue.erase(g);
+    });
     return;
   }
 
-  // The reduction: accumulator (and whether any point was seen).
-  SmallVector<Value> init{cF64(identity)};
-  if (track)
-    init.push_back(arith::ConstantOp::create(b, loc, b.getBoolAttr(false)));
-  std::function<SmallVector<Value>(unsigned, ValueRange)> nest =
-      [&](unsigned level, ValueRange acc) -> SmallVector<Value> {
-    if (level == reduced.size()) {
-      auto combine = [&](ValueRange a) -> SmallVector<Value> {
-        Value v = asF64(emitExpr(e.expr));
-        Value r = e.reducer == Reducer::Sum
-                      ? arith::AddFOp::create(b, loc, a[0], v).getResult()
-                  : e.reducer == Reducer::Max
-                      ? arith::MaximumFOp::create(b, loc, a[0], v).getResult()
-                      : arith::MinimumFOp::create(b, loc, a[0], v).getResult();
-        SmallVector<Value> out{r};
-        if (track)
-          out.push_back(
-              arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
-        return out;
+  if (n.outputInner) {
+    // acc[loops] = identity; for reduced: for loops: acc = acc (+) value;
+    // then the results from acc.
+    Value acc = accMems.lookup(id);
+    auto accIdx = [&] {
+      SmallVector<Value> idx;
+      for (unsigned g : n.loops)
+        idx.push_back(rankValue.lookup(g));
+      return idx;
+    };
+    forNest(n.loops, [&] {
+      memref::StoreOp::create(b, loc, cF64(identity), acc, accIdx());
+    });
+    SmallVector<unsigned> all(order.begin(), order.end());
+    forNest(all, [&] {
+      auto update = [&] {
+        Value a = memref::LoadOp::create(b, loc, acc, accIdx());
+        memref::StoreOp::create(b, loc, combine(a, asF64(emitExpr(e.expr))),
+                                acc, accIdx());
       };
       if (!cond)
-        return combine(acc);
-      SmallVector<Type> types;
-      for (Value a : acc)
-        types.push_back(a.getType());
-      auto ifOp =
-          scf::IfOp::create(b, loc, types, asBool(emitExpr(cond)), true);
+        return update();
+      auto ifOp = scf::IfOp::create(b, loc, TypeRange{},
+                                    asBool(emitExpr(cond)), false);
       OpBuilder::InsertionGuard g2(b);
       b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      scf::YieldOp::create(b, loc, combine(acc));
-      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-      scf::YieldOp::create(b, loc, acc);
-      return SmallVector<Value>(ifOp.getResults());
-    }
-    unsigned g = reduced[level];
-    auto l = scf::ForOp::create(b, loc, cIndex(0), rankSize[g], cIndex(1), acc);
-    {
-      OpBuilder::InsertionGuard g2(b);
-      b.setInsertionPointToStart(l.getBody());
-      rankValue[g] = l.getInductionVar();
-      SmallVector<Value> next = nest(level + 1, l.getRegionIterArgs());
-      scf::YieldOp::create(b, loc, next);
-      rankValue.erase(g);
-    }
-    return SmallVector<Value>(l.getResults());
-  };
-  SmallVector<Value> res = nest(0, init);
-  Value v = res[0];
-  if (track)
-    v = arith::SelectOp::create(b, loc, res[1], v, cF64(fill));
-  store(v);
-  for (unsigned g : loops)
-    rankValue.erase(g);
+      update();
+    });
+    forNest(n.loops, [&] {
+      store(memref::LoadOp::create(b, loc, acc, accIdx()));
+    });
+    return;
+  }
+
+  // Output loops, then the reduction in f64 iter_args (and whether any
+  // point was seen).
+  forNest(n.loops, [&] {
+    SmallVector<Value> init{cF64(identity)};
+    if (track)
+      init.push_back(arith::ConstantOp::create(b, loc, b.getBoolAttr(false)));
+    std::function<SmallVector<Value>(unsigned, ValueRange)> nest =
+        [&](unsigned level, ValueRange acc) -> SmallVector<Value> {
+      if (level == n.reduced.size()) {
+        auto step = [&](ValueRange a) -> SmallVector<Value> {
+          SmallVector<Value> out{combine(a[0], asF64(emitExpr(e.expr)))};
+          if (track)
+            out.push_back(
+                arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+          return out;
+        };
+        if (!cond)
+          return step(acc);
+        SmallVector<Type> types;
+        for (Value a : acc)
+          types.push_back(a.getType());
+        auto ifOp =
+            scf::IfOp::create(b, loc, types, asBool(emitExpr(cond)), true);
+        OpBuilder::InsertionGuard g2(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        scf::YieldOp::create(b, loc, step(acc));
+        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+        scf::YieldOp::create(b, loc, acc);
+        return SmallVector<Value>(ifOp.getResults());
+      }
+      unsigned g = n.reduced[level];
+      // The innermost loop of a maximum or minimum over a static extent
+      // that 4 divides: 4 accumulators, combined at the end (the order
+      // does not matter; the chain of dependent maxima would bound it).
+      std::optional<int64_t> extent =
+          g < cascade.getRanks().size() ? gc.staticSize(g) : std::nullopt;
+      if (level + 1 == n.reduced.size() && e.reducer != Reducer::Sum &&
+          !cond && !track && extent && *extent % 4 == 0) {
+        SmallVector<Value> init4(4, acc[0]);
+        auto l = scf::ForOp::create(b, loc, cIndex(0), cIndex(*extent),
+                                    cIndex(4), init4);
+        {
+          OpBuilder::InsertionGuard g2(b);
+          b.setInsertionPointToStart(l.getBody());
+          SmallVector<Value> next;
+          for (unsigned j = 0; j < 4; ++j) {
+            rankValue[g] = arith::AddIOp::create(b, loc, l.getInductionVar(),
+                                                 cIndex(j));
+            next.push_back(
+                combine(l.getRegionIterArgs()[j], asF64(emitExpr(e.expr))));
+          }
+          scf::YieldOp::create(b, loc, next);
+          rankValue.erase(g);
+        }
+        Value r = combine(combine(l.getResult(0), l.getResult(1)),
+                          combine(l.getResult(2), l.getResult(3)));
+        return SmallVector<Value>{r};
+      }
+      auto l = scf::ForOp::create(b, loc, cIndex(0), upperBound(g), cIndex(1),
+                                  acc);
+      {
+        OpBuilder::InsertionGuard g2(b);
+        b.setInsertionPointToStart(l.getBody());
+        rankValue[g] = l.getInductionVar();
+        SmallVector<Value> next = nest(level + 1, l.getRegionIterArgs());
+        scf::YieldOp::create(b, loc, next);
+        rankValue.erase(g);
+      }
+      return SmallVector<Value>(l.getResults());
+    };
+    SmallVector<Value> res = nest(0, init);
+    Value v = res[0];
+    if (track)
+      v = arith::SelectOp::create(b, loc, res[1], v, cF64(fill));
+    store(v);
+  });
 }
 
 FailureOr<func::FuncOp> PrologueLowering::run() {
@@ -578,6 +744,21 @@ FailureOr<func::FuncOp> PrologueLowering::run() {
         b, loc, MemRefType::get(shape, gc.einsum(id).elemType), dyn,
         b.getI64IntegerAttr(64));
     allocs.push_back(mems[id]);
+  }
+
+  for (unsigned id : gc.body()) {
+    Nest n = nestOf(id);
+    if (!n.outputInner)
+      continue;
+    SmallVector<Value> dyn;
+    for (unsigned g : n.loops)
+      dyn.push_back(rankSize[g]);
+    accMems[id] = memref::AllocOp::create(
+        b, loc,
+        MemRefType::get(SmallVector<int64_t>(n.loops.size(), ShapedType::kDynamic),
+                        b.getF64Type()),
+        dyn, b.getI64IntegerAttr(64));
+    allocs.push_back(accMems[id]);
   }
 
   auto taskLoop = scf::ForOp::create(b, loc, begin, end, cIndex(1));

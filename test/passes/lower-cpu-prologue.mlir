@@ -3,11 +3,14 @@
 // fly quantization"). attn-derive-online leaves it alone; the lowering
 // (passes/LowerCPUPrologue.cpp) writes one task per value of the task ranks
 // (the dynamic ranks every result has, unless an Einsum reduces or reads
-// across them) and, per task, each Einsum as a scalar float64 loop nest in
-// the interpreter's order: output ranks, then reduced ranks, the sum in
-// f64 iter_args, the result rounded to its type (i8: round to nearest
-// even, saturate, NaN to 0) and stored into the result or into a per-call
-// buffer over the Einsum's non-task ranks. O((|m| + |p|) d) per (b, h).
+// across them) and, per task, each Einsum as a scalar float64 loop nest:
+// output ranks, then reduced ranks (a sum read along its output's
+// innermost rank, K's mean, the other way round into f64 accumulators; a
+// maximum with its reduced ranks in memory order and 4 partial maxima),
+// each sum adding its terms in the interpreter's order, the result rounded
+// to its type (i8: round to nearest even, saturate, NaN to 0) and stored
+// into the result or into a per-call buffer over the Einsum's non-task
+// ranks. O((|m| + |p|) d) per (b, h).
 // RUN: attn-opt %s --attn-quantize --attn-split-quant --attn-derive-online --attn-lower-cpu -split-input-file 2>/dev/null | FileCheck %s
 // RUN: attn-opt %s --attn-quantize --attn-split-quant --attn-derive-online -split-input-file 2>/dev/null | FileCheck %s --check-prefix=DERIVE
 
@@ -26,40 +29,54 @@
 // CHECK: %[[M1:.*]] = arith.ceildivsi %{{.*}}, %c32
 // CHECK: %[[P1:.*]] = arith.ceildivsi %{{.*}}, %c32
 // Buffers over the non-task ranks, once per call: kbar[e], ks[p, e],
-// qmax[m1], sq[m1], kmax[p1], sk[p1].
+// qmax[m1], sq[m1], kmax[p1], sk[p1], and the f64 accumulators of kbar.
 // CHECK: %[[KBAR:.*]] = memref.alloc(%c64) {alignment = 64 : i64} : memref<?xf32>
 // CHECK: %[[KS:.*]] = memref.alloc(%{{.*}}, %c64) {alignment = 64 : i64} : memref<?x?xf32>
 // CHECK: %[[QMAX:.*]] = memref.alloc(%[[M1]]) {alignment = 64 : i64} : memref<?xf32>
 // CHECK: %[[SQ:.*]] = memref.alloc(%[[M1]]) {alignment = 64 : i64} : memref<?xf32>
 // CHECK: %[[KMAX:.*]] = memref.alloc(%[[P1]]) {alignment = 64 : i64} : memref<?xf32>
 // CHECK: %[[SK:.*]] = memref.alloc(%[[P1]]) {alignment = 64 : i64} : memref<?xf32>
+// CHECK: %[[ACC:.*]] = memref.alloc(%c64) {alignment = 64 : i64} : memref<?xf64>
 // One task per (b, h): h = t mod |h|, b = (t / |h|) mod |b|.
 // CHECK: scf.for %[[T:.*]] = %arg7 to %arg8
 // CHECK-NEXT: %[[H:.*]] = arith.remui %[[T]]
 // CHECK-NEXT: %[[T1:.*]] = arith.divui %[[T]]
 // CHECK-NEXT: %[[B:.*]] = arith.remui %[[T1]]
 // CHECK-NEXT: arith.divui %[[T1]]
-// kbar[e] = sum_p k[b, h, p, e] / |p|: a loop over e, the sum over p in f64.
+// kbar[e] = sum_p k[b, h, p, e] / |p|: K is read along its rows (p outer, e
+// inner) into f64 accumulators, each adding its terms in the interpreter's
+// order (p = 0, 1, ...), then rounded to f32.
+// CHECK: scf.for %[[E0:.*]] = %{{.*}} to %c64
+// CHECK-NEXT: arith.constant 0.000000e+00 : f64
+// CHECK-NEXT: memref.store %{{.*}}, %[[ACC]][%[[E0]]] : memref<?xf64>
+// CHECK: scf.for %[[P:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: scf.for %[[E:.*]] = %{{.*}} to %c64
-// CHECK: %[[SUM:.*]] = scf.for %[[P:.*]] = %{{.*}} iter_args(%[[ACC:.*]] = %{{.*}}) -> (f64)
+// CHECK-NEXT: %[[A:.*]] = memref.load %[[ACC]][%[[E]]] : memref<?xf64>
 // CHECK: memref.load %arg2[%[[B]], %[[H]], %[[P]], %[[E]]]
 // CHECK: arith.divf
-// CHECK: arith.addf %[[ACC]]
-// CHECK: arith.truncf %[[SUM]] : f64 to f32
-// CHECK: memref.store %{{.*}}, %[[KBAR]][%[[E]]] : memref<?xf32>
+// CHECK: %[[S:.*]] = arith.addf %[[A]]
+// CHECK-NEXT: memref.store %[[S]], %[[ACC]][%[[E]]] : memref<?xf64>
+// CHECK: scf.for %[[E2:.*]] = %{{.*}} to %c64
+// CHECK-NEXT: memref.load %[[ACC]][%[[E2]]]
+// CHECK-NEXT: arith.truncf %{{.*}} : f64 to f32
+// CHECK-NEXT: memref.store %{{.*}}, %[[KBAR]][%[[E2]]] : memref<?xf32>
 // ks = k - kbar.
 // CHECK: memref.load %[[KBAR]]
 // CHECK: arith.subf
 // CHECK: memref.store %{{.*}}, %[[KS]]
-// qmax[m1] = max over (e, m0) of |q[m1 * 32 + m0]|, points past |m| (the
-// ragged last block) skipped by an scf.if.
+// qmax[m1] = max over (m0, e) of |q[m1 * 32 + m0, e]|: the rows of the
+// block (min(32, |m| - 32 m1) of them: the last block is ragged), then the
+// channels, 4 at a time into 4 maxima (the order of a maximum does not
+// matter).
 // CHECK: scf.for %[[MB:.*]] = %{{.*}} to %[[M1]]
 // CHECK: arith.constant 0xFFF0000000000000 : f64
-// CHECK: arith.cmpf olt
-// CHECK-NEXT: scf.if %{{.*}} -> (f64)
+// CHECK: %[[ROWS:.*]] = arith.minsi %c32{{.*}}, %{{.*}} : index
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[ROWS]] step %{{.*}} iter_args(%{{.*}}) -> (f64)
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c64{{.*}} step %c4 iter_args({{.*}}) -> (f64, f64, f64, f64)
 // CHECK: memref.load %arg1[%[[B]], %[[H]], %{{.*}}, %{{.*}}]
 // CHECK: math.absf
 // CHECK: arith.maximumf
+// CHECK-NOT: scf.if
 // CHECK: memref.store %{{.*}}, %[[QMAX]][%[[MB]]]
 // sq = select(qmax == 0, 1, qmax / 127).
 // CHECK: arith.cmpf oeq
