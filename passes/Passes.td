@@ -115,7 +115,9 @@ def AttnDeriveOnlinePass : Pass<"attn-derive-online", "::mlir::ModuleOp"> {
     Einsum says why (a top-k along p, a factor such as tanh(s - max) that
     mixes the tile with the max, a p-indexed output that needs the final
     max, ...). A cascade that is already 1-pass (sigmoid or linear
-    attention, or one that was derived) gets a remark and no change.
+    attention, or one that was derived) gets a remark and no change; a
+    quantization prologue (`attn.prologue`, attn-split-quant) is left
+    alone without one.
 
     After the rewrite the pass re-runs the pass analysis and reports the
     certificate, e.g. `derived the 1-pass form over p (tiles of 64):
@@ -296,6 +298,14 @@ def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
 
     Unsupported (a located error): gathers, top-k, Einsums over a dynamic
     rank that is not a task rank, reductions across tasks.
+
+    **Quantization prologues.** A cascade marked `attn.prologue` (the
+    quantization of Q and K that attn-split-quant splits off) has no key
+    loop: one task per value of the dynamic ranks every result has (b, h;
+    a rank some Einsum reduces, as a per-tensor scale does, is not a task
+    rank), each Einsum a scalar float64 loop nest rounded to its type, as
+    the interpreter computes it (passes/LowerCPUPrologue.cpp; refused:
+    gathers, FP8, partition ranks in its interface).
   }];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::scf::SCFDialect",
