@@ -174,6 +174,10 @@ struct DeriveOnlinePass
   }
 
   LogicalResult derive(CascadeOp cascade) {
+    // A quantization prologue (attn-split-quant) has no key loop: its
+    // passes over the keys are per (batch, head), before the kernel runs.
+    if (cascade->hasAttr(kPrologueAttrName))
+      return success();
     unsigned target = twoPass ? 2 : 1;
     PassAnalysis before(cascade);
     std::string rankName = rank;

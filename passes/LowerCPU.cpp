@@ -38,6 +38,7 @@
 #include "attn/Transforms/GlobalCascade.h"
 #include "attn/Transforms/MaskTiles.h"
 #include "attn/Transforms/Products.h"
+#include "passes/CpuPrologue.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -157,6 +158,8 @@ KeyLoop findKeyLoop(GlobalCascade &gc) {
 
 /// Calls `fn` on every load of a cascade argument (a tensor, not an Einsum
 /// result) in the map expression and the condition of `e`.
+static bool loadUses(ExprAttr load, unsigned g);
+
 void forEachTensorLoad(GlobalCascade &gc, const GEinsum &e,
                        function_ref<void(ExprAttr)> fn) {
   for (ExprAttr x : {e.expr, e.cond}) {
@@ -650,6 +653,31 @@ LogicalResult CpuLowering::place() {
       return emitError(gc.einsum(y).loc)
              << "attn-lower-cpu: a result computed inside the key loop";
   }
+  // Arguments read along the rows by vector loops (per-row scales and
+  // terms of quantized scores: `dot * sq_m[b, h, m] + qk_smooth[b, h, m]`)
+  // are packed per task, then read as vectors (vectorizable).
+  if (rowLanes())
+    for (unsigned id : gc.body()) {
+      const Buffer &buf = buffers[id];
+      if (buf.dims.empty() || int(buf.dims.back()) != plan.rowRank)
+        continue;
+      SmallVector<ExprAttr> along;
+      bool other = false;
+      forEachTensorLoad(gc, gc.einsum(id), [&](ExprAttr n) {
+        if (!loadUses(n, plan.rowRank))
+          return;
+        if (rowPackable(n))
+          along.push_back(n);
+        else
+          other = true;
+      });
+      if (other)
+        continue;
+      for (ExprAttr n : along)
+        if (llvm::none_of(rowPacks,
+                          [&](const RowPack &p) { return p.load == n; }))
+          rowPacks.push_back({n, id, Value()});
+    }
   for (unsigned id : gc.body())
     if (auto c = matchContraction(id))
       contractions[id] = *c;
@@ -1905,8 +1933,11 @@ bool CpuLowering::vectorizable(unsigned id) {
     return false;
   bool ok = true;
   // A tensor read along the row rank would need a gather, and so would a
-  // gathered index (the scalar path evaluates both).
+  // gathered index (the scalar path evaluates both), unless the argument
+  // is packed per task (rowPacks: a load at the row and task ranks only).
   forEachTensorLoad(gc, gc.einsum(id), [&](ExprAttr n) {
+    if (llvm::any_of(rowPacks, [&](const RowPack &p) { return p.load == n; }))
+      return;
     for (ExprAttr ix : n.getArgs())
       ok &= ix.getKind() == ExprKind::Index && !usesRank(ix, plan.rowRank);
   });
@@ -3125,6 +3156,8 @@ CpuTiles cpuTileModel(const CpuLowerOptions &options,
 FailureOr<CpuTaskPlan> planCpuTasks(CascadeOp cascade,
                                     const CpuLowerOptions &options,
                                     std::string &why) {
+  if (isQuantPrologue(cascade))
+    return planPrologueTasks(cascade, why);
   GlobalCascade gc(cascade);
   return planTasks(gc, options, why);
 }
@@ -3135,6 +3168,8 @@ std::string cpuTaskFunctionName(CascadeOp cascade) {
 
 FailureOr<func::FuncOp> lowerCascadeToCpu(CascadeOp cascade,
                                           const CpuLowerOptions &options) {
+  if (isQuantPrologue(cascade))
+    return lowerPrologueToCpu(cascade);
   return CpuLowering(cascade, options).run();
 }
 

@@ -115,7 +115,9 @@ def AttnDeriveOnlinePass : Pass<"attn-derive-online", "::mlir::ModuleOp"> {
     Einsum says why (a top-k along p, a factor such as tanh(s - max) that
     mixes the tile with the max, a p-indexed output that needs the final
     max, ...). A cascade that is already 1-pass (sigmoid or linear
-    attention, or one that was derived) gets a remark and no change.
+    attention, or one that was derived) gets a remark and no change; a
+    quantization prologue (`attn.prologue`, attn-split-quant) is left
+    alone without one.
 
     After the rewrite the pass re-runs the pass analysis and reports the
     certificate, e.g. `derived the 1-pass form over p (tiles of 64):
@@ -296,6 +298,14 @@ def AttnLowerCpuPass : Pass<"attn-lower-cpu", "::mlir::ModuleOp"> {
 
     Unsupported (a located error): gathers, top-k, Einsums over a dynamic
     rank that is not a task rank, reductions across tasks.
+
+    **Quantization prologues.** A cascade marked `attn.prologue` (the
+    quantization of Q and K that attn-split-quant splits off) has no key
+    loop: one task per value of the dynamic ranks every result has (b, h;
+    a rank some Einsum reduces, as a per-tensor scale does, is not a task
+    rank), each Einsum a scalar float64 loop nest rounded to its type, as
+    the interpreter computes it (passes/LowerCPUPrologue.cpp; refused:
+    gathers, FP8, partition ranks in its interface).
   }];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::scf::SCFDialect",
@@ -430,6 +440,33 @@ def AttnQuantizePass : Pass<"attn-quantize", "::mlir::ModuleOp"> {
            "Honour smooth = true (false: skip smoothing, an ablation for "
            "accuracy studies)">
   ];
+}
+
+def AttnSplitQuantPass : Pass<"attn-split-quant", "::mlir::ModuleOp"> {
+  let summary = "Split a quantized cascade into its quantization prologue and the attention kernel (SageAttention's two kernels)";
+  let description = [{
+    On a cascade that attn-quantize rewrote for quantization on the fly
+    (docs/quantize.md): the quantized contractions (`dot = qi * ki sum(e)
+    {attn.quant = #attn.quant<acc = i32>}`) read tensors computed from Q and
+    K by full reductions (K's mean, absmax scales per block, head or token),
+    which no online form of the key loop computes. This pass moves them into
+    a cascade of their own, `@<name>_quant` (attribute `attn.prologue`):
+    the Einsums the contractions' operands come from, and the terms the
+    contractions' readers compute from those (the smoothing term
+    `qk_smooth`). Its results are what the rest reads: the quantized
+    tensors and the scales, those over a partition rank (block scales)
+    written out at the readers' ranks (`sq_m[b, h, m] = sq[b, h, m floordiv
+    32]`), the others as they are (GQA: one int8 K per KV head, read at
+    `h floordiv 4` by the kernel). `@<name>` keeps every other
+    Einsum and takes those values as arguments: the interface of
+    SageAttention's kernel (int8 Q and K with their scales), which
+    attn-derive-online and attn-lower-cpu handle like any int8 cascade.
+    Running the two in sequence computes exactly what the quantized cascade
+    computes. A cascade without quantized contractions is left unchanged;
+    one whose contractions read only arguments (values stored quantized)
+    too, with a remark. A result of the cascade computed by the prologue
+    (yielding the int8 K itself) is refused with an error.
+  }];
 }
 
 def AttnLowerGpuPass : Pass<"attn-lower-gpu", "::mlir::ModuleOp"> {

@@ -40,6 +40,15 @@ static bool isMetadataKind(SparseKind k) {
 LogicalResult AttnDialect::verifyOperationAttribute(Operation *op,
                                                     NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
+  if (name == kPrologueAttrName) {
+    // attn-split-quant: the cascade is the quantization prologue of the
+    // cascade it names (which reads its results).
+    if (!isa<CascadeOp>(op) || !isa<FlatSymbolRefAttr>(attr.getValue()))
+      return op->emitError() << "'" << name
+                             << "' marks an attn.cascade with the symbol of "
+                                "the cascade that reads its results";
+    return success();
+  }
   auto einsum = dyn_cast<EinsumOp>(op);
   if (!einsum)
     return op->emitError() << "'" << name

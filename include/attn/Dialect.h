@@ -38,6 +38,9 @@ namespace mlir::attn {
 inline constexpr llvm::StringLiteral kSparseAttrName = "attn.sparse";
 inline constexpr llvm::StringLiteral kQuantAttrName = "attn.quant";
 inline constexpr llvm::StringLiteral kLowRankAttrName = "attn.lowrank";
+/// On a cascade that attn-split-quant split off (the quantization prologue
+/// of the cascade it names): lowered per (batch, head), never derived.
+inline constexpr llvm::StringLiteral kPrologueAttrName = "attn.prologue";
 
 /// True if `t` is an element type a cascade tensor may have.
 bool isSupportedElementType(Type t);

@@ -260,6 +260,13 @@ void writeKernel(llvm::raw_ostream &os, const KernelSpec &k) {
   for (size_t i = k.name.size(); i < 62; ++i)
     os << '-';
   os << "===*\n *\n";
+  if (!k.note.empty()) {
+    llvm::SmallVector<llvm::StringRef> lines;
+    llvm::StringRef(k.note).rtrim("\n").split(lines, '\n');
+    for (llvm::StringRef line : lines)
+      os << (line.empty() ? " *" : " * " + line.str()) << "\n";
+    os << " *\n";
+  }
   if (!llvm::StringRef(k.doc).trim().empty())
     os << commentBlock(k.doc) << " *\n";
   os << " * Ranks: ";
@@ -696,7 +703,12 @@ std::string writeHeader(llvm::StringRef libName,
         " * Kernels:";
   for (const KernelSpec &k : kernels)
     os << " " << k.name;
-  os << "\n"
+  os << "\n";
+  for (const KernelSpec &k : kernels)
+    if (!k.note.empty())
+      os << " *   " << k.name << ": "
+         << llvm::StringRef(k.note).split('\n').first << "\n";
+  os << ""
         " * Link with the library and -lpthread -lm; it carries its runtime "
         "and\n"
         " * needs nothing else. Each entry point validates its arguments; "

@@ -35,6 +35,13 @@ struct E2EKernel {
   const char *id, *example, *flags, *source;
   EntryFn entry;
 };
+/// A kernel compiled from a cascade quantized on the fly: attnc split it
+/// into a quantization prologue (`prologue`, run first) and the attention
+/// kernel (`kernel`) that reads the prologue's results (attn-split-quant).
+struct E2EPrologueKernel {
+  const char *id, *example, *flags, *source;
+  EntryFn prologue, kernel;
+};
 #include "Kernels.inc"
 
 /// Parses the file k was compiled from into `module` and returns its cascade

@@ -929,3 +929,464 @@ TEST_CASE("bad arguments return a status and write nothing", "[e2e]") {
     check(run, 3);
   }
 }
+
+//===----------------------------------------------------------------------===//
+// Quantization on the fly (docs/quantize.md, "Lowering on the fly
+// quantization"): attnc split each of these cascades into a prologue
+// (@<name>_quant: K's mean, the absmax scales, the int8 Q and K) and the
+// attention kernel reading its results. The test derives the same two
+// cascades with the passes attnc runs (attn-quantize, attn-split-quant),
+// calls the prologue and then the kernel on random data, and compares
+//  * the prologue's results with the interpreter running the prologue
+//    cascade (the int8 values exactly, the scales to f32 rounding);
+//  * the kernel's O and LSE with the interpreter running the whole
+//    quantized cascade (before the split) on the original Q, K, V;
+//  * for the annotated cascades, O with unquantized float64 attention: K
+//    with a large per-channel offset meets SageAttention's bar only when
+//    K is smoothed (the _nosmooth variant must miss it).
+//===----------------------------------------------------------------------===//
+
+#include "attn/Passes.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Pass/PassManager.h"
+
+#include <map>
+
+namespace {
+
+using e2e::E2EPrologueKernel;
+using e2e::EntryFn;
+using e2e::kPrologueKernels;
+
+const E2EPrologueKernel &prologueKernel(const std::string &id) {
+  for (const E2EPrologueKernel &k : kPrologueKernels)
+    if (id == k.id)
+      return k;
+  FAIL("no prologue kernel " << id);
+  return kPrologueKernels[0];
+}
+
+/// The cascade as written (with the variant's rank sizes), the quantized
+/// cascade attn-quantize derives from it (the reference), and the two
+/// cascades attn-split-quant makes of that.
+struct SplitVariant {
+  mlir::MLIRContext ctx;
+  mlir::OwningOpRef<mlir::ModuleOp> module, quantModule, splitModule;
+  mlir::attn::CascadeOp original, quantized, prologue, kernel;
+
+  explicit SplitVariant(const E2EPrologueKernel &k) {
+    E2EKernel plain{k.id, k.example, k.flags, k.source, nullptr};
+    original = e2e::loadVariant(plain, ctx, module);
+    REQUIRE(original);
+    mlir::ScopedDiagnosticHandler quiet(&ctx, [](mlir::Diagnostic &d) {
+      if (d.getSeverity() == mlir::DiagnosticSeverity::Error)
+        UNSCOPED_INFO(d.str());
+      return mlir::success();
+    });
+    quantModule = mlir::cast<mlir::ModuleOp>(module->clone());
+    {
+      mlir::PassManager pm(&ctx);
+      pm.addPass(mlir::attn::createAttnQuantizePass());
+      REQUIRE(mlir::succeeded(pm.run(*quantModule)));
+    }
+    quantized = *quantModule->getOps<mlir::attn::CascadeOp>().begin();
+    splitModule = mlir::cast<mlir::ModuleOp>(quantModule->clone());
+    {
+      mlir::PassManager pm(&ctx);
+      pm.addPass(mlir::attn::createAttnSplitQuantPass());
+      REQUIRE(mlir::succeeded(pm.run(*splitModule)));
+    }
+    for (auto c : splitModule->getOps<mlir::attn::CascadeOp>())
+      (c->hasAttr(mlir::attn::kPrologueAttrName) ? prologue : kernel) = c;
+    REQUIRE(prologue);
+    REQUIRE(kernel);
+  }
+};
+
+/// Buffers by name: the original inputs, then the prologue's results.
+struct SplitRun {
+  std::map<std::string, Buffer> named;
+  std::vector<mlir::attn::Tensor> inputs; // the original inputs (float64)
+  llvm::StringMap<int64_t> sizes;
+  std::vector<Buffer> prologueOut, kernelOut;
+};
+
+std::vector<std::string> argNames(mlir::attn::CascadeOp c) {
+  std::vector<std::string> n;
+  for (mlir::Attribute a : c.getArgNames())
+    n.push_back(mlir::cast<mlir::StringAttr>(a).str());
+  return n;
+}
+
+/// Output buffers for the results of `c`, filled with a sentinel (12345 for
+/// floats, 99 for int8 values).
+std::vector<Buffer> outputsOf(mlir::attn::CascadeOp c,
+                              const llvm::StringMap<int64_t> &sizes) {
+  std::vector<Buffer> out;
+  for (mlir::Type t : c.getFunctionType().getResults()) {
+    auto nt = mlir::cast<mlir::attn::NamedTensorType>(t);
+    Buffer b;
+    b.shape = mlir::attn::shapeOf(nt, sizes);
+    int64_t n = 1;
+    for (int64_t s : b.shape)
+      n *= s;
+    if (nt.getElementType().isInteger(8)) {
+      b.i8data.assign(n, 99);
+      b.data.assign(n, 99.0f);
+    } else {
+      REQUIRE(nt.getElementType().isF32());
+      b.data.assign(n, 12345.0f);
+    }
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+/// Q, K, V (f32) for the original cascade at `given`: normal(0, 1) values
+/// (amplitude: their standard deviation), K plus a per-(b, h, channel)
+/// offset ~ N(0, kOffset^2) shared by all tokens.
+SplitRun prepareSplit(SplitVariant &v, const llvm::StringMap<int64_t> &given,
+                      uint64_t seed, double kOffset = 0.0) {
+  SplitRun run;
+  REQUIRE(mlir::attn::resolveRankSizes(v.original, {}, given, run.sizes) == "");
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  auto ft = v.original.getFunctionType();
+  for (auto [i, name] : llvm::enumerate(argNames(v.original))) {
+    auto nt = mlir::cast<mlir::attn::NamedTensorType>(ft.getInput(i));
+    REQUIRE(nt.getElementType().isF32());
+    Buffer b;
+    b.shape = mlir::attn::shapeOf(nt, run.sizes);
+    int64_t n = 1;
+    for (int64_t s : b.shape)
+      n *= s;
+    b.data.resize(n);
+    for (float &x : b.data)
+      x = float(normal(rng));
+    if (name == "k" && kOffset != 0.0) {
+      // [b, h, p, e]: one offset per (b, h, e).
+      int64_t P = b.shape[2], E = b.shape[3];
+      for (int64_t bh = 0; bh < b.shape[0] * b.shape[1]; ++bh)
+        for (int64_t e = 0; e < E; ++e) {
+          float off = float(kOffset * normal(rng));
+          for (int64_t p = 0; p < P; ++p)
+            b.data[(bh * P + p) * E + e] += off;
+        }
+    }
+    mlir::attn::Tensor t;
+    t.shape = b.shape;
+    t.data.assign(b.data.begin(), b.data.end());
+    run.inputs.push_back(std::move(t));
+    run.named[name] = std::move(b);
+  }
+  return run;
+}
+
+/// Calls `entry` with the named inputs of `c` and `outputs`.
+attn_status callNamed(EntryFn entry, mlir::attn::CascadeOp c, SplitRun &run,
+                      std::vector<Buffer> &outputs, int threads = 1) {
+  std::vector<const attn_tensor *> ptrs;
+  for (const std::string &n : argNames(c)) {
+    REQUIRE(run.named.count(n));
+    run.named[n].describe();
+    ptrs.push_back(&run.named[n].t);
+  }
+  for (Buffer &b : outputs) {
+    b.describe();
+    ptrs.push_back(&b.t);
+  }
+  attn_launch launch{};
+  launch.num_threads = threads;
+  return entry(ptrs.data(), &launch);
+}
+
+/// Runs the prologue, hands its results to the kernel by name, runs the
+/// kernel: run.prologueOut and run.kernelOut hold the results.
+void runSplit(const E2EPrologueKernel &k, SplitVariant &v, SplitRun &run,
+              int threads = 1) {
+  run.prologueOut = outputsOf(v.prologue, run.sizes);
+  REQUIRE(callNamed(k.prologue, v.prologue, run, run.prologueOut, threads) ==
+          ATTN_OK);
+  for (auto [b, n] : llvm::zip(run.prologueOut, v.prologue.getResultNames())) {
+    for (size_t j = 0; j < b.i8data.size(); ++j)
+      b.data[j] = b.i8data[j];
+    run.named[mlir::cast<mlir::StringAttr>(n).str()] = b;
+  }
+  run.kernelOut = outputsOf(v.kernel, run.sizes);
+  REQUIRE(callNamed(k.kernel, v.kernel, run, run.kernelOut, threads) ==
+          ATTN_OK);
+}
+
+/// |got - want| <= atol + rtol |want| for every element (infinities equal).
+void checkClose(const std::string &what, const std::vector<float> &got,
+                const std::vector<double> &want, double atol, double rtol) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0;
+  for (size_t j = 0; j < got.size(); ++j) {
+    if (std::isinf(want[j])) {
+      if (got[j] != want[j])
+        FAIL(what << " element " << j << ": got " << got[j] << ", want "
+                  << want[j]);
+      continue;
+    }
+    double err = std::fabs(got[j] - want[j]) / (atol + rtol * std::fabs(want[j]));
+    if (!(err <= 1.0))
+      FAIL(what << " element " << j << ": got " << got[j] << ", want "
+                << want[j] << " (" << err << " x the tolerance)");
+    worst = std::max(worst, err);
+  }
+  INFO(what << ": worst error " << worst << " x the tolerance");
+  CHECK(worst <= 1.0);
+}
+
+/// The prologue's results against the interpreter running the prologue
+/// cascade (its float64 arithmetic rounded to the declared types, as the
+/// prologue computes): int8 values equal, scales and terms to f32 rounding.
+void checkPrologue(SplitVariant &v, SplitRun &run) {
+  std::vector<mlir::attn::Tensor> in;
+  for (const std::string &n : argNames(v.prologue)) {
+    auto names = argNames(v.original);
+    size_t i = std::find(names.begin(), names.end(), n) - names.begin();
+    REQUIRE(i < names.size());
+    in.push_back(run.inputs[i]);
+  }
+  mlir::attn::InterpretOptions opts;
+  opts.sizes = run.sizes;
+  auto want = mlir::attn::interpret(v.prologue, in, opts);
+  REQUIRE(want.ok());
+  for (auto [r, n] : llvm::enumerate(v.prologue.getResultNames())) {
+    std::string name = mlir::cast<mlir::StringAttr>(n).str();
+    const Buffer &b = run.prologueOut[r];
+    if (!b.i8data.empty()) {
+      int64_t differ = 0;
+      for (size_t j = 0; j < b.i8data.size(); ++j)
+        differ += double(b.i8data[j]) != want.outputs[r].data[j];
+      INFO(name << ": " << differ << " of " << b.i8data.size()
+                << " int8 values differ from the interpreter's");
+      CHECK(differ == 0);
+    } else {
+      checkClose(name, b.data, want.outputs[r].data, 1e-7, 1e-6);
+    }
+  }
+}
+
+/// The kernel's results against the interpreter running the quantized
+/// cascade before the split, on the original inputs.
+void checkKernel(SplitVariant &v, SplitRun &run, double tol = 2e-5) {
+  mlir::attn::InterpretOptions opts;
+  opts.sizes = run.sizes;
+  auto want = mlir::attn::interpret(v.quantized, run.inputs, opts);
+  REQUIRE(want.ok());
+  REQUIRE(want.outputs.size() == run.kernelOut.size());
+  for (auto [r, n] : llvm::enumerate(v.kernel.getResultNames()))
+    checkClose(mlir::cast<mlir::StringAttr>(n).str(), run.kernelOut[r].data,
+               want.outputs[r].data, tol, tol);
+}
+
+struct Accuracy {
+  double cosine, relL1, maxAbs;
+};
+
+/// SageAttention's metrics (docs/quantize.md, "Accuracy").
+Accuracy accuracy(const std::vector<float> &got, const std::vector<double> &ref) {
+  double dot = 0, gg = 0, rr = 0, diff = 0, norm = 0;
+  Accuracy a{0, 0, 0};
+  for (size_t i = 0; i < got.size(); ++i) {
+    dot += got[i] * ref[i];
+    gg += double(got[i]) * got[i];
+    rr += ref[i] * ref[i];
+    diff += std::fabs(got[i] - ref[i]);
+    norm += std::fabs(ref[i]);
+    a.maxAbs = std::max(a.maxAbs, std::fabs(got[i] - ref[i]));
+  }
+  a.cosine = dot / std::sqrt(gg * rr);
+  a.relL1 = diff / norm;
+  return a;
+}
+
+const std::vector<std::pair<int64_t, int64_t>> kSplitLengths = {
+    {1, 1}, {113, 113}, {45, 70}, {64, 33}, {1, 1023}, {130, 7}};
+
+} // namespace
+
+TEST_CASE("INT8 on the fly: prologue then kernel against the interpreter",
+          "[e2e][int8][quant]") {
+  // examples/int8-sage.mlir (d = 64, 59; VNNI and --no-vnni), the same
+  // from annotations (with the smoothing term), and coarse scales (Q per
+  // token, K per tensor: a one-task prologue), GQA (8 query heads, 2 KV
+  // heads) with a causal mask and the prologue's tasks per batch. K with
+  // and without a
+  // per-channel offset of N(0, 8^2); ragged blocks (45, 70, 113, 130, 7).
+  for (const char *id : {"int8_sage", "int8_sage_d59", "int8_sage_novnni",
+                         "int8_sage_annotated", "int8_sage_annotated_nosmooth",
+                         "int8_sage_coarse", "int8_sage_gqa_causal"}) {
+    const E2EPrologueKernel &k = prologueKernel(id);
+    SplitVariant v(k);
+    uint64_t seed = 11;
+    for (double offset : {0.0, 8.0})
+      for (auto [m, p] : kSplitLengths) {
+        DYNAMIC_SECTION(id << " m=" << m << " p=" << p << " K offset "
+                           << offset) {
+          SplitRun run = prepareSplit(v, e2e::sizesFor(v.original, m, p, 2, 1),
+                                      seed++, offset);
+          runSplit(k, v, run);
+          checkPrologue(v, run);
+          checkKernel(v, run);
+        }
+      }
+  }
+}
+
+TEST_CASE("INT8 on the fly: batches, threads, optional LSE",
+          "[e2e][int8][quant]") {
+  for (const char *id : {"int8_sage", "int8_sage_annotated", "int8_sage_coarse",
+                         "int8_sage_gqa_causal"}) {
+    const E2EPrologueKernel &k = prologueKernel(id);
+    SplitVariant v(k);
+    // GQA: 1 KV head (4 query heads) per batch, so the interpreter is quick.
+    int64_t heads = std::string(id) == "int8_sage_gqa_causal" ? 1 : 3;
+    DYNAMIC_SECTION(id << " b=2 h=" << heads << ", 2 threads") {
+      SplitRun run = prepareSplit(v, e2e::sizesFor(v.original, 77, 300, heads, 2), 5, 4.0);
+      runSplit(k, v, run, 2);
+      checkPrologue(v, run);
+      checkKernel(v, run);
+      // The kernel without LSE (NULL): the same O.
+      std::vector<Buffer> out = outputsOf(v.kernel, run.sizes);
+      std::vector<const attn_tensor *> ptrs;
+      for (const std::string &n : argNames(v.kernel)) {
+        run.named[n].describe();
+        ptrs.push_back(&run.named[n].t);
+      }
+      out[0].describe();
+      ptrs.push_back(&out[0].t);
+      ptrs.push_back(nullptr);
+      attn_launch launch{};
+      launch.num_threads = 2;
+      REQUIRE(k.kernel(ptrs.data(), &launch) == ATTN_OK);
+      CHECK(out[0].data == run.kernelOut[0].data);
+    }
+  }
+}
+
+TEST_CASE("INT8 on the fly: K smoothing is what meets the accuracy bar",
+          "[e2e][int8][quant]") {
+  // O of the compiled prologue + kernel against unquantized attention in
+  // float64 (the interpreter on the annotated cascade, whose annotations it
+  // does not apply), on K with a per-channel offset ~ N(0, 8^2):
+  // SageAttention's bar (cosine >= 0.9998, relative L1 <= 0.02) is met
+  // with K smoothed and missed without (docs/quantize.md, "Accuracy").
+  // The hand-written examples/int8-sage.mlir smooths K too: its O meets the
+  // bar against the same reference.
+  std::map<std::string, Accuracy> got;
+  for (const char *id : {"int8_sage", "int8_sage_annotated",
+                         "int8_sage_annotated_nosmooth"}) {
+    const E2EPrologueKernel &k = prologueKernel(id);
+    SplitVariant v(k);
+    SplitVariant ref(prologueKernel("int8_sage_annotated"));
+    SplitRun run = prepareSplit(v, e2e::sizesFor(v.original, 113, 256, 2, 1), 7, 8.0);
+    runSplit(k, v, run);
+    mlir::attn::InterpretOptions opts;
+    opts.sizes = run.sizes;
+    opts.roundToTypes = false;
+    auto exact = mlir::attn::interpret(ref.original, run.inputs, opts);
+    REQUIRE(exact.ok());
+    Accuracy a = accuracy(run.kernelOut[0].data, exact.outputs[0].data);
+    std::printf("int8 on the fly | %-28s | K offset 8 | cos %.6f | rel L1 "
+                "%.4f | max abs %.4f\n",
+                id, a.cosine, a.relL1, a.maxAbs);
+    got[id] = a;
+    if (std::string(id) == "int8_sage_annotated") {
+      // With the smoothing term added back, the LSE is that of the
+      // unquantized scores too.
+      double worst = 0;
+      for (size_t j = 0; j < exact.outputs[1].data.size(); ++j)
+        worst = std::max(worst, std::fabs(run.kernelOut[1].data[j] -
+                                          exact.outputs[1].data[j]));
+      INFO("LSE: largest error " << worst);
+      CHECK(worst < 0.05);
+    }
+  }
+  auto meets = [](const Accuracy &a) {
+    return a.cosine >= 0.9998 && a.relL1 <= 0.02;
+  };
+  CHECK(meets(got["int8_sage"]));
+  CHECK(meets(got["int8_sage_annotated"]));
+  CHECK_FALSE(meets(got["int8_sage_annotated_nosmooth"]));
+}
+
+TEST_CASE("INT8 on the fly: bad arguments to either entry point",
+          "[e2e][int8][quant]") {
+  const E2EPrologueKernel &k = prologueKernel("int8_sage_annotated");
+  SplitVariant v(k);
+  SplitRun good = prepareSplit(v, e2e::sizesFor(v.original, 40, 50, 2, 1), 3, 1.0);
+  runSplit(k, v, good);
+  // Each case changes one tensor of a fresh copy; the call must fail with
+  // the status and write none of its outputs.
+  auto expect = [&](bool kernel, const std::string &name,
+                    const std::function<void(Buffer &)> &change,
+                    attn_status status) {
+    SplitRun run = good;
+    mlir::attn::CascadeOp c = kernel ? v.kernel : v.prologue;
+    std::vector<Buffer> out = outputsOf(c, run.sizes);
+    bool isOutput = false;
+    for (auto [b, n] : llvm::zip(out, c.getResultNames()))
+      if (mlir::cast<mlir::StringAttr>(n).str() == name) {
+        change(b);
+        isOutput = true;
+      }
+    if (!isOutput)
+      change(run.named[name]);
+    std::vector<const attn_tensor *> ptrs;
+    for (const std::string &n : argNames(c)) {
+      run.named[n].describe();
+      ptrs.push_back(&run.named[n].t);
+    }
+    for (auto [b, n] : llvm::zip(out, c.getResultNames())) {
+      b.describe();
+      bool null = mlir::cast<mlir::StringAttr>(n).str() == name &&
+                  status == ATTN_ERR_NULL_POINTER;
+      ptrs.push_back(null ? nullptr : &b.t);
+    }
+    for (size_t i = 0; i < argNames(c).size(); ++i)
+      if (argNames(c)[i] == name && status == ATTN_ERR_NULL_POINTER)
+        ptrs[i] = nullptr;
+    attn_launch launch{};
+    launch.num_threads = 1;
+    INFO((kernel ? "kernel" : "prologue") << ", " << name);
+    CHECK((kernel ? k.kernel : k.prologue)(ptrs.data(), &launch) == status);
+    INFO(attn_last_error());
+    for (const Buffer &b : out) {
+      for (int8_t x : b.i8data)
+        CHECK(x == 99);
+      if (b.i8data.empty())
+        for (float x : b.data)
+          CHECK(x == 12345.0f);
+    }
+  };
+  auto nothing = [](Buffer &) {};
+  auto asF32 = [](Buffer &b) {
+    b.data.assign(b.data.size(), 12345.0f); // the sentinel
+    b.i8data.clear();
+  };
+  auto asI8 = [](Buffer &b) { b.i8data.assign(b.data.size(), 99); }; // the sentinel
+  auto shorter = [](Buffer &b) {
+    // One token fewer (the third dimension).
+    REQUIRE(b.shape.size() >= 3);
+    b.shape[2] -= 1;
+  };
+  // The prologue.
+  expect(false, "q", nothing, ATTN_ERR_NULL_POINTER);
+  expect(false, "qi", nothing, ATTN_ERR_NULL_POINTER);
+  expect(false, "k", asI8, ATTN_ERR_DTYPE);
+  expect(false, "qi", asF32, ATTN_ERR_DTYPE);
+  expect(false, "ki", shorter, ATTN_ERR_SHAPE);
+  expect(false, "sq_m", [](Buffer &b) { b.shape[2] += 1; }, ATTN_ERR_SHAPE);
+  expect(false, "k", [](Buffer &b) { b.shape[3] = 63; }, ATTN_ERR_SHAPE);
+  expect(false, "q", [](Buffer &b) { b.shape.pop_back(); }, ATTN_ERR_NDIM);
+  // The kernel: the prologue's results must have its sizes and types.
+  expect(true, "ki", nothing, ATTN_ERR_NULL_POINTER);
+  expect(true, "qi", asF32, ATTN_ERR_DTYPE);
+  expect(true, "sk_p", shorter, ATTN_ERR_SHAPE);
+  expect(true, "qk_smooth", [](Buffer &b) { b.shape[1] += 1; }, ATTN_ERR_SHAPE);
+  expect(true, "o", asI8, ATTN_ERR_DTYPE);
+}

@@ -75,6 +75,7 @@ struct Options {
   std::vector<int64_t> docLens;   // --doc-mask
   bool linear = false;            // --linear
   bool paged = false;             // --paged
+  bool int8Fly = false;           // --int8-fly
   int64_t checkRows = -2;         // -2 auto, -1 all, 0 none
   bool json = false, fork = true, selfTest = false;
   uint64_t seed = 1;
@@ -115,6 +116,11 @@ usage: attn-bench [options]
                    of 16 and 64, shuffled block table, d = 128) against
                    contiguous K/V with the same mask, decode and prefill,
                    |p| = the first --n, the first --threads
+  --int8-fly       instead: INT8 quantized on the fly (mha d = 128 annotated
+                   per block, K smoothed: the prologue and the kernel attnc
+                   splits it into) against our f32 kernel for each --n, the
+                   first --bh and --threads: both times, their sum, the
+                   speedup and the prologue's share
   --json           one JSON object per configuration and impl per line
   --no-fork        run in this process (peak_rss_mib is then process-wide)
   --self-test      check the anchor and the ABI adapter (with its test double)
@@ -163,6 +169,7 @@ bool parseOptions(int argc, char **argv, Options &o, std::string &err) {
     if (flag("--json")) { o.json = true; continue; }
     if (flag("--linear")) { o.linear = true; continue; }
     if (flag("--paged")) { o.paged = true; continue; }
+    if (flag("--int8-fly")) { o.int8Fly = true; continue; }
     if (flag("--no-fork")) { o.fork = false; continue; }
     if (flag("--self-test")) { o.selfTest = true; continue; }
     if (!hasVal) {
@@ -591,7 +598,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  if (!o.docLens.empty() || o.linear || o.paged) {
+  if (!o.docLens.empty() || o.linear || o.paged || o.int8Fly) {
     double load = loadAverage();
     if (load > 0.5 * std::thread::hardware_concurrency())
       std::fprintf(stderr, "attn-bench: warning: load average %.2f: other "
@@ -599,6 +606,8 @@ int main(int argc, char **argv) {
                    load);
     if (o.paged)
       return runPagedBench(o.n.front(), o.threads.front(), o.reps);
+    if (o.int8Fly)
+      return runInt8FlyBench(o.bh.front(), o.n, o.threads.front(), o.reps);
     if (o.linear)
       return runLinearBench(o.bh.front(), o.n, o.causal, o.threads.front(),
                             o.reps);

@@ -194,6 +194,11 @@ int runLinearBench(int64_t bh, const std::vector<int64_t> &ns,
 /// --paged (paged.cpp): a paged KV cache against contiguous K/V at |p| = n.
 int runPagedBench(int64_t n, int threads, int reps);
 
+/// --int8-fly (quant.cpp): INT8 quantized on the fly (prologue + kernel)
+/// against the f32 kernel for each sequence length of `ns`.
+int runInt8FlyBench(int64_t bh, const std::vector<int64_t> &ns, int threads,
+                    int reps);
+
 /// Generated kernels, added by hand in generated.cpp (empty for now).
 void registerGeneratedImpls(Registry &r);
 

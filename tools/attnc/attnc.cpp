@@ -249,6 +249,61 @@ std::optional<std::pair<uint8_t, uint8_t>> dlpackType(Type t) {
   return std::nullopt;
 }
 
+/// The header's note on a cascade that attn-split-quant made (quantization
+/// on the fly): the prologue runs first, the kernel reads its results.
+/// Empty for other cascades.
+std::string quantNote(mlir::attn::CascadeOp c, llvm::StringRef lib,
+                      const mlir::attn::CpuTaskPlan &plan) {
+  auto names = [](ArrayAttr a) {
+    std::string s;
+    for (Attribute n : a)
+      s += (s.empty() ? "" : ", ") + cast<StringAttr>(n).str();
+    return s;
+  };
+  std::string note;
+  llvm::raw_string_ostream os(note);
+  if (auto of = c->getAttrOfType<FlatSymbolRefAttr>(
+          mlir::attn::kPrologueAttrName)) {
+    std::string kernel = (lib + "_" + of.getValue()).str();
+    std::string tasks;
+    for (int r : plan.taskRanks)
+      tasks += (tasks.empty() ? "" : ", ") +
+               cast<mlir::attn::RankAttr>(c.getRanks()[r]).getName().str();
+    os << "Quantization prologue: call it first, then " << kernel
+       << " with its results.\n"
+       << "It quantizes " << names(c.getArgNames())
+       << " on the fly (attn-split-quant, docs/quantize.md):\n"
+       << (tasks.empty()
+               ? std::string("a single task (a scale spans several heads or "
+                             "batches), on one thread.\n")
+               : "one task per (" + tasks +
+                     "), each reading its inputs a few times.\n")
+       << "Pass its results (" << names(c.getResultNames())
+       << ") unchanged to\n"
+       << kernel << ", with the same rank sizes (it cannot check that\n"
+       << "they come from the same call).\n";
+    return note;
+  }
+  auto module = c->getParentOfType<ModuleOp>();
+  if (!module)
+    return note;
+  for (auto p : module.getOps<mlir::attn::CascadeOp>()) {
+    auto of =
+        p->getAttrOfType<FlatSymbolRefAttr>(mlir::attn::kPrologueAttrName);
+    if (!of || of.getValue() != c.getSymName())
+      continue;
+    std::string prologue = (lib + "_" + p.getSymName()).str();
+    os << "Attention kernel: call " << prologue
+       << " first; its results are inputs here.\n"
+       << "Q and K are quantized on the fly: " << names(p.getResultNames())
+       << "\n"
+       << "are the results of " << prologue << " on this call's "
+       << names(p.getArgNames()) << "\n"
+       << "(attn-split-quant, docs/quantize.md).\n";
+  }
+  return note;
+}
+
 /// The kernel descriptor of a cascade (its arguments as the user wrote
 /// them, the task plan of the lowering).
 FailureOr<::attn::emit::KernelSpec>
@@ -322,8 +377,12 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
   unsigned r = 0;
   for (auto [t, n] : llvm::zip(ft.getResults(), original.getResultNames()))
     if (failed(addArg(t, cast<StringAttr>(n).getValue(),
-                      r++ == 0 ? ::attn::emit::ArgSpec::Output
-                               : ::attn::emit::ArgSpec::OptionalOutput)))
+                      // A quantization prologue's results are all read
+                      // by the kernel after it: none is optional.
+                      r++ == 0 || original->hasAttr(
+                                      mlir::attn::kPrologueAttrName)
+                          ? ::attn::emit::ArgSpec::Output
+                          : ::attn::emit::ArgSpec::OptionalOutput)))
       return failure();
   // cu_seqlens read as sequence boundaries of a token rank (varlen): the
   // entry point checks them ([0] = 0, nondecreasing, last <= the token
@@ -390,6 +449,7 @@ kernelSpec(mlir::attn::CascadeOp original, mlir::attn::CascadeOp lowered,
   spec.tiledRank = plan->rowRank;
   spec.tile = plan->rowTile;
   spec.requiredIsa = isa;
+  spec.note = quantNote(original, lib, *plan);
   return spec;
 }
 
@@ -702,6 +762,20 @@ int main(int argc, char **argv) {
   if (failed(verify(*module)))
     return 1;
 
+  // 0. Quantization annotations (docs/quantize.md): attn-quantize writes the
+  // quantization out; a cascade quantized on the fly is then split into its
+  // quantization kernel (@<name>_quant, run first) and the attention
+  // kernel reading its results (attn-split-quant). Without annotations
+  // asking for it (`to`, `scale`) both passes change nothing.
+  {
+    PassManager pm(&context);
+    pm.addPass(mlir::attn::createAttnQuantizePass());
+    pm.addPass(mlir::attn::createAttnSplitQuantPass());
+    if (failed(pm.run(*module)))
+      return fail("attn-quantize failed");
+  }
+  timer.stage("attn-quantize");
+
   // Keep the cascades as written for the header and the descriptors.
   SmallVector<mlir::attn::CascadeOp> originals;
   module->walk([&](mlir::attn::CascadeOp c) { originals.push_back(c); });
@@ -797,7 +871,7 @@ int main(int argc, char **argv) {
   }
   timer.stage("attn-derive-online");
 
-  SmallVector<::attn::emit::KernelSpec> specs;
+  std::vector<::attn::emit::KernelSpec> specs;
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule;
   if (!gpuChips.empty()) {
@@ -810,6 +884,11 @@ int main(int argc, char **argv) {
     module->walk([&](mlir::attn::CascadeOp c) { derived.push_back(c); });
     SmallVector<::attn::emit::CudaKernelSpec> cudaSpecs;
     for (auto [orig, c] : llvm::zip(writtenCascades, derived)) {
+      if (c->hasAttr(mlir::attn::kPrologueAttrName))
+        return fail("@" + c.getSymName() +
+                    " is the quantization prologue of INT8 on the fly "
+                    "(attn-split-quant): lowered on the CPU only "
+                    "(attn-lower-gpu has no INT8 path; docs/quantize.md)");
       if (verbose)
         llvm::errs() << "attnc: lowering @" << c.getSymName() << " (GPU)\n";
       auto gm = mlir::attn::lowerCascadeToGpu(c, gopts);

@@ -61,6 +61,10 @@ struct KernelSpec {
   std::string cifaceSymbol;
   /// The cascade as the user wrote it, for the header's doc comment.
   std::string doc;
+  /// If not empty: prose for the doc comment, before the cascade (lines
+  /// separated by '\n'); its first line is also listed at the top of the
+  /// header (the call order of a quantization prologue and its kernel).
+  std::string note;
   std::vector<RankSpec> ranks;
   std::vector<RelationSpec> relations;
   std::vector<ArgSpec> args;
